@@ -1,0 +1,255 @@
+"""The seams between the runtime and its backends, as typed protocols and small values.
+
+The runtime (worker, monitor) and the facade code against these; `client.py` alone picks
+the implementations. One behaviour suite (tests/contract) runs against every backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from conveyor.core.job import DEFAULT_TENANT, Job, JobState, JSONValue, NewJob, Progress
+from conveyor.core.outcome import Outcome
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueued:
+    """The store's answer to an enqueue: the job, and whether this call created it."""
+
+    job: Job
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A job a worker now holds: `token` fences every write made under this claim."""
+
+    job: Job
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """The outcome of one run, to be applied only while `token` still holds the lease."""
+
+    job_id: str
+    token: str
+    outcome: Outcome
+    progress: Progress | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressUpdate:
+    job_id: str
+    token: str
+    progress: Progress
+
+
+@dataclass(frozen=True, slots=True)
+class Renewal:
+    """What a heartbeat learned: which leases still hold and which jobs were cancelled."""
+
+    held: frozenset[str]
+    cancel_requested: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobFilter:
+    tenant: str = DEFAULT_TENANT
+    states: Collection[JobState] = ()
+    task: str | None = None
+    queue: str | None = None
+    tag: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobPage:
+    items: Sequence[Job]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class JobCounts:
+    by_state: Mapping[JobState, int]
+    by_queue: Mapping[str, Mapping[JobState, int]]
+    by_task: Mapping[str, Mapping[JobState, int]]
+
+
+@dataclass(frozen=True, slots=True)
+class Maintenance:
+    """What one pass of a monitor loop changed."""
+
+    promoted: int = 0
+    rescued: int = 0
+    dead_lettered: int = 0
+    pruned: int = 0
+    dead_workers: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskInfo:
+    """A task as workers register it, so other processes can validate without user code."""
+
+    name: str
+    queue: str
+    priority: int = 0
+    max_attempts: int | None = None
+    timeout: float | None = None
+    args_schema: Mapping[str, Any] = field(default_factory=dict)
+    options: Mapping[str, JSONValue] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerInfo:
+    id: str
+    host: str
+    pid: int
+    queues: tuple[str, ...]
+    concurrency: int
+    started_at: datetime | None = None
+    last_heartbeat_at: datetime | None = None
+    running_jobs: int = 0
+    alive: bool = True
+
+
+class JobStore(Protocol):
+    """The durable source of truth. Every state change is one conditional statement."""
+
+    # producers ---------------------------------------------------------------------
+    async def enqueue(self, job: NewJob, *, connection: Any = None) -> Enqueued:
+        """Insert one job; a repeated idempotency key returns the existing job.
+
+        With `connection` (a SQLAlchemy AsyncConnection, PostgreSQL), the insert joins the
+        caller's transaction: the job exists if and only if that transaction commits.
+        """
+        ...
+
+    async def enqueue_many(self, jobs: Sequence[NewJob]) -> list[Enqueued]:
+        """Insert many jobs in one statement, atomically; answers in the input's order."""
+        ...
+
+    # workers -----------------------------------------------------------------------
+    async def claim(
+        self, *, worker_id: str, queues: Collection[str], limit: int, lease_seconds: float
+    ) -> list[Claim]:
+        """Take up to `limit` ready jobs: highest priority first, FIFO within a priority.
+
+        One statement sets state `running`, a fresh token, `attempt + 1` and the lease
+        expiry from the database clock. An empty `queues` means every queue.
+        """
+        ...
+
+    async def claim_ids(
+        self, *, worker_id: str, job_ids: Sequence[str], lease_seconds: float
+    ) -> list[Claim]:
+        """Claim exactly these jobs where they are still `queued` (for id-based brokers)."""
+        ...
+
+    async def renew(self, *, worker_id: str, lease_seconds: float) -> Renewal:
+        """Extend every lease this worker holds, in one statement."""
+        ...
+
+    async def settle(self, settlements: Sequence[Settlement]) -> frozenset[str]:
+        """Apply outcomes in one statement where the token still matches; return those ids."""
+        ...
+
+    async def record_progress(self, updates: Sequence[ProgressUpdate]) -> frozenset[str]:
+        """Store progress where the token still matches; return the ids written."""
+        ...
+
+    # users -------------------------------------------------------------------------
+    async def get(self, job_id: str, *, tenant: str = DEFAULT_TENANT) -> Job:
+        """Raises JobNotFound (also for another tenant's job)."""
+        ...
+
+    async def list_jobs(
+        self, job_filter: JobFilter, *, limit: int = 50, cursor: str | None = None
+    ) -> JobPage:
+        """Newest first; `cursor` is the opaque `next_cursor` of the previous page."""
+        ...
+
+    async def counts(self, *, tenant: str = DEFAULT_TENANT) -> JobCounts: ...
+
+    async def cancel(self, job_id: str, *, tenant: str = DEFAULT_TENANT) -> Job:
+        """Waiting jobs are cancelled at once; a running job gets `cancel_requested`.
+
+        Raises InvalidTransition for a terminal job.
+        """
+        ...
+
+    async def retry(self, job_id: str, *, tenant: str = DEFAULT_TENANT) -> Job:
+        """A `failed` or `cancelled` job goes back to `queued` with its attempts reset."""
+        ...
+
+    async def delete(self, job_id: str, *, tenant: str = DEFAULT_TENANT) -> None:
+        """Delete a terminal job; InvalidTransition otherwise."""
+        ...
+
+    # monitor -----------------------------------------------------------------------
+    async def promote_due(self, *, limit: int) -> int:
+        """Move due `scheduled` and `retryable` jobs to `queued`."""
+        ...
+
+    async def rescue_expired(self, *, limit: int) -> Maintenance:
+        """Requeue running jobs whose lease expired; the last attempt goes to `failed`,
+        a job with a pending cancel request to `cancelled`."""
+        ...
+
+    async def prune(self, *, older_than_seconds: float, limit: int) -> int:
+        """Delete terminal jobs finished longer ago than `older_than_seconds`."""
+        ...
+
+    async def try_lead(self, *, holder: str, ttl_seconds: float) -> bool:
+        """Take or keep the monitor leadership; False while another holder has it."""
+        ...
+
+    async def resign(self, *, holder: str) -> None: ...
+
+    # registry and liveness ---------------------------------------------------------
+    async def register_tasks(self, tasks: Sequence[TaskInfo]) -> None: ...
+
+    async def list_tasks(self) -> list[TaskInfo]: ...
+
+    async def get_task(self, name: str) -> TaskInfo | None: ...
+
+    async def register_worker(self, worker: WorkerInfo) -> None: ...
+
+    async def worker_heartbeat(self, *, worker_id: str, running_jobs: int) -> None: ...
+
+    async def deregister_worker(self, *, worker_id: str) -> None: ...
+
+    async def mark_dead_workers(self, *, silent_for_seconds: float) -> int: ...
+
+    async def list_workers(self, *, include_dead: bool = False) -> list[WorkerInfo]: ...
+
+    # lifecycle ---------------------------------------------------------------------
+    async def ping(self) -> None:
+        """Raise StoreUnavailable unless the store answers."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class Broker(Protocol):
+    """Tells workers which jobs to claim next and wakes them when work arrives."""
+
+    async def start(self) -> None: ...
+
+    async def claim(
+        self, *, worker_id: str, queues: Collection[str], limit: int, lease_seconds: float
+    ) -> list[Claim]: ...
+
+    async def announce(self, jobs: Sequence[Job]) -> None:
+        """Called after jobs were committed; a hint, never the only path to a job."""
+        ...
+
+    async def wait_for_work(self, queues: Collection[str], timeout: float) -> None:
+        """Return when work may be ready in `queues`, or after `timeout` seconds."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,1 @@
+"""The SQL job store (SQLite through aiosqlite, PostgreSQL through asyncpg)."""

@@ -1,0 +1,238 @@
+"""Tables of the job store, shared by the store, the migrations and the broker.
+
+Instants are `timestamptz` on PostgreSQL and REAL seconds since the epoch on SQLite, so
+that lease and schedule arithmetic is plain addition on the database clock in both.
+Use `db_now()` in SQL wherever an instant is needed; never a value from a worker's clock.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import ColumnElement, FunctionElement
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from conveyor.core.job import TERMINAL_STATES, JobState
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class Instant(TypeDecorator[datetime]):
+    """An aware UTC datetime: timestamptz on PostgreSQL, epoch seconds on SQLite."""
+
+    impl = Float
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(DateTime(timezone=True))
+        return dialect.type_descriptor(Float())
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None or dialect.name == "postgresql":
+            return value
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are ambiguous; pass an aware datetime")
+        return value.timestamp()
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, datetime):
+            return value.astimezone(UTC)
+        return datetime.fromtimestamp(float(value), tz=UTC)
+
+
+class Document(TypeDecorator[Any]):
+    """JSON: jsonb on PostgreSQL, JSON text on SQLite."""
+
+    impl = JSON
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(JSONB())
+        return dialect.type_descriptor(JSON())
+
+
+class db_now(FunctionElement[datetime]):  # noqa: N801 - reads as a SQL function
+    """The database clock, as an Instant (transaction time on PostgreSQL)."""
+
+    type = Instant()
+    inherit_cache = True
+
+
+@compiles(db_now, "postgresql")
+def _now_postgresql(element: db_now, compiler: SQLCompiler, **kw: Any) -> str:
+    return "now()"
+
+
+@compiles(db_now, "sqlite")
+def _now_sqlite(element: db_now, compiler: SQLCompiler, **kw: Any) -> str:
+    # julianday('now') has millisecond precision; its epoch is 2440587.5 days before 1970.
+    return "((julianday('now') - 2440587.5) * 86400.0)"
+
+
+class db_now_plus(FunctionElement[datetime]):  # noqa: N801 - reads as a SQL function
+    """The database clock plus a number of seconds (a bound value or a column)."""
+
+    type = Instant()
+    inherit_cache = True
+
+    def __init__(self, seconds: ColumnElement[Any] | float) -> None:
+        from sqlalchemy import literal
+
+        argument = seconds if isinstance(seconds, ColumnElement) else literal(float(seconds))
+        super().__init__(argument)
+
+
+@compiles(db_now_plus, "postgresql")
+def _now_plus_postgresql(element: db_now_plus, compiler: SQLCompiler, **kw: Any) -> str:
+    seconds = compiler.process(element.clauses, **kw)
+    return f"(now() + make_interval(secs => CAST({seconds} AS double precision)))"
+
+
+@compiles(db_now_plus, "sqlite")
+def _now_plus_sqlite(element: db_now_plus, compiler: SQLCompiler, **kw: Any) -> str:
+    seconds = compiler.process(element.clauses, **kw)
+    return f"(((julianday('now') - 2440587.5) * 86400.0) + ({seconds}))"
+
+
+_STATES = ", ".join(f"'{state.value}'" for state in JobState)
+_TERMINAL = ", ".join(f"'{state.value}'" for state in sorted(TERMINAL_STATES))
+
+jobs = Table(
+    "conveyor_jobs",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("tenant", String(200), nullable=False),
+    Column("task", String(200), nullable=False),
+    Column("queue", String(200), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("priority", Integer, nullable=False, server_default="0"),
+    Column("args", Document, nullable=False),
+    Column("attempt", Integer, nullable=False, server_default="0"),
+    Column("max_attempts", Integer, nullable=False),
+    Column("timeout", Float, nullable=True),
+    Column("run_at", Instant, nullable=False),
+    Column("created_at", Instant, nullable=False),
+    Column("started_at", Instant, nullable=True),
+    Column("finished_at", Instant, nullable=True),
+    Column("lease_token", String(64), nullable=True),
+    Column("lease_expires_at", Instant, nullable=True),
+    Column("worker_id", String(200), nullable=True),
+    Column("cancel_requested", Boolean, nullable=False, server_default=text("false")),
+    Column("progress", Document, nullable=True),
+    Column("result", Document, nullable=True),
+    Column("errors", Document, nullable=False),
+    Column("idempotency_key", String(255), nullable=True),
+    Column("tags", Document, nullable=False),
+    CheckConstraint(f"state IN ({_STATES})", name="state"),
+    CheckConstraint("attempt >= 0 AND max_attempts >= 1", name="attempts"),
+    # Ready jobs in claim order: highest priority first, FIFO within a priority.
+    Index(
+        "ix_conveyor_jobs_ready",
+        "queue",
+        text("priority DESC"),
+        "run_at",
+        "id",
+        postgresql_where=text("state = 'queued'"),
+        sqlite_where=text("state = 'queued'"),
+    ),
+    Index(
+        "ix_conveyor_jobs_due",
+        "run_at",
+        postgresql_where=text("state IN ('scheduled', 'retryable')"),
+        sqlite_where=text("state IN ('scheduled', 'retryable')"),
+    ),
+    Index(
+        "ix_conveyor_jobs_leases",
+        "lease_expires_at",
+        postgresql_where=text("state = 'running'"),
+        sqlite_where=text("state = 'running'"),
+    ),
+    Index(
+        "ix_conveyor_jobs_held",
+        "worker_id",
+        postgresql_where=text("state = 'running'"),
+        sqlite_where=text("state = 'running'"),
+    ),
+    Index(
+        "ix_conveyor_jobs_finished",
+        "finished_at",
+        postgresql_where=text(f"state IN ({_TERMINAL})"),
+        sqlite_where=text(f"state IN ({_TERMINAL})"),
+    ),
+    Index(
+        "ux_conveyor_jobs_idempotency",
+        "tenant",
+        "idempotency_key",
+        unique=True,
+        postgresql_where=text("idempotency_key IS NOT NULL"),
+        sqlite_where=text("idempotency_key IS NOT NULL"),
+    ),
+    Index("ix_conveyor_jobs_listing", "tenant", "id"),
+    Index("ix_conveyor_jobs_listing_state", "tenant", "state", "id"),
+)
+
+tasks = Table(
+    "conveyor_tasks",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("queue", String(200), nullable=False),
+    Column("priority", Integer, nullable=False, server_default="0"),
+    Column("max_attempts", Integer, nullable=True),
+    Column("timeout", Float, nullable=True),
+    Column("args_schema", Document, nullable=False),
+    Column("options", Document, nullable=False),
+    Column("updated_at", Instant, nullable=False),
+)
+
+workers = Table(
+    "conveyor_workers",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("queues", Document, nullable=False),
+    Column("concurrency", Integer, nullable=False),
+    Column("running_jobs", Integer, nullable=False, server_default="0"),
+    Column("alive", Boolean, nullable=False, server_default=text("true")),
+    Column("started_at", Instant, nullable=False),
+    Column("last_heartbeat_at", Instant, nullable=False),
+)
+
+# One row per leadership (the monitor); used on SQLite, where there are no advisory locks.
+leaders = Table(
+    "conveyor_leaders",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("holder", String(200), nullable=False),
+    Column("expires_at", Instant, nullable=False),
+)
