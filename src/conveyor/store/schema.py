@@ -81,7 +81,7 @@ class Document(TypeDecorator[Any]):
         return dialect.type_descriptor(JSON())
 
 
-class db_now(FunctionElement[datetime]):  # noqa: N801 - reads as a SQL function
+class db_now(FunctionElement[datetime]):  # lower case: reads as a SQL function
     """The database clock, as an Instant (transaction time on PostgreSQL)."""
 
     type = Instant()
@@ -93,13 +93,18 @@ def _now_postgresql(element: db_now, compiler: SQLCompiler, **kw: Any) -> str:
     return "now()"
 
 
+_SQLITE_NOW = "round((julianday('now') - 2440587.5) * 86400.0, 3)"
+
+
 @compiles(db_now, "sqlite")
 def _now_sqlite(element: db_now, compiler: SQLCompiler, **kw: Any) -> str:
     # julianday('now') has millisecond precision; its epoch is 2440587.5 days before 1970.
-    return "((julianday('now') - 2440587.5) * 86400.0)"
+    # Rounding drops the float noise of the conversion, so that an instant read back into a
+    # datetime (whole microseconds) and bound again compares equal to the stored value.
+    return _SQLITE_NOW
 
 
-class db_now_plus(FunctionElement[datetime]):  # noqa: N801 - reads as a SQL function
+class db_now_plus(FunctionElement[datetime]):  # lower case: reads as a SQL function
     """The database clock plus a number of seconds (a bound value or a column)."""
 
     type = Instant()
@@ -121,7 +126,7 @@ def _now_plus_postgresql(element: db_now_plus, compiler: SQLCompiler, **kw: Any)
 @compiles(db_now_plus, "sqlite")
 def _now_plus_sqlite(element: db_now_plus, compiler: SQLCompiler, **kw: Any) -> str:
     seconds = compiler.process(element.clauses, **kw)
-    return f"(((julianday('now') - 2440587.5) * 86400.0) + ({seconds}))"
+    return f"round({_SQLITE_NOW} + ({seconds}), 6)"
 
 
 _STATES = ", ".join(f"'{state.value}'" for state in JobState)

@@ -1,0 +1,230 @@
+"""The worker's side of the store: claim, renew, settle and record progress.
+
+Each is one statement for the whole batch. Writes made under a claim are fenced by its
+lease token: once a lease is rescued or settled, a stale holder's writes match no row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement, Subquery, case, false, func, null, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from conveyor.core.job import TERMINAL_STATES, JobState, Transition, rule
+from conveyor.core.outcome import Cancelled, Completed, Failed, Released, Retrying, transition_for
+from conveyor.ports import Claim, ProgressUpdate, Renewal, Settlement
+from conveyor.store.expressions import Kind, appended, json_batch, state_in
+from conveyor.store.ids import new_lease_token
+from conveyor.store.notify import notify_ready
+from conveyor.store.rows import error_document, job_from_row, progress_document
+from conveyor.store.schema import db_now, db_now_plus, jobs
+
+_CLAIM = rule(Transition.CLAIM)
+_RUNNING = JobState.RUNNING.value
+_WAITING_OUTCOMES = (JobState.RETRYABLE.value, JobState.QUEUED.value)
+_TERMINAL = sorted(state.value for state in TERMINAL_STATES)
+
+_SETTLEMENT = {
+    "id": Kind.TEXT,
+    "token": Kind.TEXT,
+    "state": Kind.TEXT,
+    "result": Kind.DOCUMENT,
+    "error": Kind.DOCUMENT,
+    "delay": Kind.FLOAT,
+    "attempt_change": Kind.INTEGER,
+    "progress": Kind.DOCUMENT,
+}
+_PROGRESS = {"id": Kind.TEXT, "token": Kind.TEXT, "progress": Kind.DOCUMENT}
+
+
+def picked(
+    dialect: str,
+    *conditions: ColumnElement[bool],
+    order_by: Sequence[ColumnElement[Any]],
+    limit: int,
+) -> ColumnElement[bool]:
+    """A condition matching the first `limit` jobs meeting `conditions`, in `order_by`.
+
+    PostgreSQL locks them with SKIP LOCKED, so concurrent callers pick disjoint sets
+    instead of queueing on the same rows; SQLite runs writers one at a time anyway.
+    """
+    chosen = select(jobs.c.id).where(*conditions).order_by(*order_by).limit(limit)
+    if dialect == "postgresql":
+        locked = chosen.with_for_update(skip_locked=True).cte("picked")
+        return jobs.c.id == locked.c.id
+    return jobs.c.id.in_(chosen.scalar_subquery())
+
+
+def claim_order() -> list[ColumnElement[Any]]:
+    return [jobs.c.priority.desc(), jobs.c.run_at, jobs.c.id]
+
+
+async def claim(
+    connection: AsyncConnection,
+    *,
+    worker_id: str,
+    queues: Collection[str],
+    limit: int,
+    lease_seconds: float,
+) -> list[Claim]:
+    if limit <= 0:
+        return []
+    conditions = [state_in(_CLAIM.sources)]
+    if queues:
+        conditions.append(jobs.c.queue.in_(sorted(queues)))
+    chosen = picked(connection.dialect.name, *conditions, order_by=claim_order(), limit=limit)
+    claims = await _take(connection, chosen, worker_id, lease_seconds)
+    # RETURNING does not keep the SELECT's order; put the claims back in claim order.
+    return sorted(claims, key=lambda claim: (-claim.job.priority, claim.job.run_at, claim.job.id))
+
+
+async def claim_ids(
+    connection: AsyncConnection,
+    *,
+    worker_id: str,
+    job_ids: Sequence[str],
+    lease_seconds: float,
+) -> list[Claim]:
+    if not job_ids:
+        return []
+    conditions = (jobs.c.id.in_(list(job_ids)), state_in(_CLAIM.sources))
+    order = [jobs.c.id]
+    chosen = picked(connection.dialect.name, *conditions, order_by=order, limit=len(job_ids))
+    claims = await _take(connection, chosen, worker_id, lease_seconds)
+    position = {job_id: index for index, job_id in enumerate(job_ids)}
+    return sorted(claims, key=lambda claim: position[claim.job.id])
+
+
+async def _take(
+    connection: AsyncConnection,
+    chosen: ColumnElement[bool],
+    worker_id: str,
+    lease_seconds: float,
+) -> list[Claim]:
+    token = new_lease_token()  # one per call: (id, token) is still unique per claim
+    statement = (
+        update(jobs)
+        .where(chosen, state_in(_CLAIM.sources))
+        .values(
+            state=_CLAIM.target.value,
+            attempt=jobs.c.attempt + 1,
+            lease_token=token,
+            lease_expires_at=db_now_plus(lease_seconds),
+            worker_id=worker_id,
+            started_at=db_now(),
+            cancel_requested=false(),
+        )
+        .returning(*jobs.c)
+    )
+    result = await connection.execute(statement)
+    return [Claim(job_from_row(row), token) for row in result]
+
+
+async def renew(connection: AsyncConnection, *, worker_id: str, lease_seconds: float) -> Renewal:
+    statement = (
+        update(jobs)
+        .where(jobs.c.worker_id == worker_id, state_in([_RUNNING]))
+        .values(lease_expires_at=db_now_plus(lease_seconds))
+        .returning(jobs.c.id, jobs.c.cancel_requested)
+    )
+    rows = (await connection.execute(statement)).all()
+    return Renewal(
+        held=frozenset(row.id for row in rows),
+        cancel_requested=frozenset(row.id for row in rows if row.cancel_requested),
+    )
+
+
+def _settlement_row(settlement: Settlement) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "id": settlement.job_id,
+        "token": settlement.token,
+        "state": rule(transition_for(settlement.outcome)).target.value,
+        "attempt_change": 0,
+        "progress": _progress_or_none(settlement),
+    }
+    match settlement.outcome:
+        case Completed(result=result):
+            row["result"] = result
+        case Retrying(error=error, delay=delay):
+            row["error"] = error_document(error)
+            row["delay"] = delay
+        case Failed(error=error):
+            row["error"] = error_document(error)
+        case Released():
+            row["delay"] = 0.0
+            row["attempt_change"] = -1  # a shutdown is not the job's fault
+        case Cancelled():
+            pass
+    return row
+
+
+def _progress_or_none(settlement: Settlement) -> dict[str, Any] | None:
+    return progress_document(settlement.progress) if settlement.progress else None
+
+
+async def settle(connection: AsyncConnection, settlements: Sequence[Settlement]) -> frozenset[str]:
+    if not settlements:
+        return frozenset()
+    dialect = connection.dialect.name
+    batch = json_batch(dialect, "settled", _SETTLEMENT, list(map(_settlement_row, settlements)))
+    sources = set().union(*(rule(transition_for(s.outcome)).sources for s in settlements))
+    statement = (
+        update(jobs)
+        .where(
+            jobs.c.id == batch.c.id,
+            jobs.c.lease_token == batch.c.token,
+            state_in(sources),
+        )
+        .values(_settled_values(batch))
+        .returning(jobs.c.id, jobs.c.state, jobs.c.queue)
+    )
+    rows = (await connection.execute(statement)).all()
+    await notify_ready(connection, (row.queue for row in rows if row.state == "queued"))
+    return frozenset(row.id for row in rows)
+
+
+def _settled_values(batch: Subquery) -> dict[str, Any]:
+    # A cancel request wins over another attempt or a release: the user asked for no more runs.
+    state = case(
+        (jobs.c.cancel_requested & batch.c.state.in_(_WAITING_OUTCOMES), "cancelled"),
+        else_=batch.c.state,
+    )
+    return {
+        "state": state,
+        "attempt": jobs.c.attempt + batch.c.attempt_change,
+        "run_at": case((batch.c.delay.is_(None), jobs.c.run_at), else_=db_now_plus(batch.c.delay)),
+        "finished_at": case((state.in_(_TERMINAL), db_now()), else_=null()),
+        "result": case((batch.c.state == "completed", batch.c.result), else_=jobs.c.result),
+        "errors": case(
+            (batch.c.error.is_(None), jobs.c.errors),
+            else_=appended(jobs.c.errors, batch.c.error),
+        ),
+        "progress": func.coalesce(batch.c.progress, jobs.c.progress),
+        "lease_token": null(),
+        "lease_expires_at": null(),
+    }
+
+
+async def record_progress(
+    connection: AsyncConnection, updates: Sequence[ProgressUpdate]
+) -> frozenset[str]:
+    if not updates:
+        return frozenset()
+    rows = [
+        {"id": update.job_id, "token": update.token, "progress": progress_document(update.progress)}
+        for update in updates
+    ]
+    batch = json_batch(connection.dialect.name, "reported", _PROGRESS, rows)
+    statement = (
+        update(jobs)
+        .where(
+            jobs.c.id == batch.c.id,
+            jobs.c.lease_token == batch.c.token,
+            state_in([_RUNNING]),
+        )
+        .values(progress=batch.c.progress)
+        .returning(jobs.c.id)
+    )
+    return frozenset((await connection.execute(statement)).scalars())

@@ -1,0 +1,200 @@
+"""Engines for the job store, and the translation of connection failures.
+
+SQLite gets its pragmas on every pooled connection and takes the write lock up front
+(`BEGIN IMMEDIATE`); PostgreSQL gets pre-ping so that pooled connections survive a restart.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    InterfaceError,
+    OperationalError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from conveyor.core.errors import ConfigError, StoreUnavailable
+
+READ_ONLY = "conveyor_read_only"
+"""Execution option: the transaction only reads, so SQLite may begin it deferred."""
+
+# Long enough to ride out a burst of writers; a lock held longer than this is a real outage.
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+POSTGRES_POOL_SIZE = 10
+POSTGRES_MAX_OVERFLOW = 10
+POSTGRES_CONNECT_TIMEOUT_SECONDS = 10.0
+
+_SQLITE_PRAGMAS = (
+    f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}",
+    "PRAGMA synchronous = NORMAL",
+    "PRAGMA foreign_keys = ON",
+)
+
+
+def dump_json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def load_json(value: str | bytes | int | float) -> Any:
+    # SQLite gives a column declared JSON numeric affinity, so a document that is a bare
+    # number (a task returning 42) comes back as that number, not as its JSON text.
+    if isinstance(value, int | float):
+        return value
+    return orjson.loads(value)
+
+
+def normalize_url(url: str) -> URL:
+    """Map the user-facing URL forms onto the async drivers Conveyor ships with."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"invalid database URL {url!r}") from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return parsed.set(drivername="sqlite+aiosqlite")
+    if backend in {"postgresql", "postgres"}:
+        return parsed.set(drivername="postgresql+asyncpg")
+    raise ConfigError(
+        f"unsupported database URL {url!r}: use sqlite:///path or postgresql://user@host/db"
+    )
+
+
+def create_engine(url: str) -> AsyncEngine:
+    """An engine for a job-store URL: sqlite:///path or postgresql://…"""
+    target = normalize_url(url)
+    if target.get_backend_name() == "sqlite":
+        return _sqlite_engine(target)
+    return _postgres_engine(target)
+
+
+def _sqlite_engine(url: URL) -> AsyncEngine:
+    engine = create_async_engine(url, json_serializer=dump_json, json_deserializer=load_json)
+    folder = _sqlite_folder(url)
+    if folder is not None:
+        event.listen(engine.sync_engine, "do_connect", partial(_require_folder, folder))
+    event.listen(engine.sync_engine, "connect", _prepare_sqlite_connection)
+    event.listen(engine.sync_engine, "begin", _begin_sqlite_transaction)
+    return engine
+
+
+def _sqlite_folder(url: URL) -> Path | None:
+    if not url.database or url.database == ":memory:" or url.query.get("uri"):
+        return None
+    return Path(url.database).absolute().parent
+
+
+def _require_folder(folder: Path, *arguments: Any) -> None:
+    # SQLite would say only "unable to open database file"; name the real problem. (It also
+    # spares aiosqlite a failed connect, whose cleanup can outlive the event loop.)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"the folder {folder} does not exist")
+
+
+def _prepare_sqlite_connection(dbapi_connection: Any, connection_record: Any) -> None:
+    # Pragmas are per connection, so every pooled connection needs them again.
+    cursor = dbapi_connection.cursor()
+    try:
+        for pragma in _SQLITE_PRAGMAS:
+            cursor.execute(pragma)
+        _use_write_ahead_log(cursor)
+    finally:
+        cursor.close()
+    # The driver would BEGIN lazily (deferred) before writes; we emit BEGIN ourselves.
+    dbapi_connection.isolation_level = None
+
+
+def _use_write_ahead_log(cursor: Any) -> None:
+    # WAL lets readers work beside the one writer. The mode is stored in the file, so once
+    # one connection has switched it, the others find it on. Switching needs an exclusive
+    # lock that SQLite refuses at once (no busy wait) while another process holds a lock,
+    # as happens when several processes open a new file together: leave the switch to
+    # whoever holds the lock; every new connection tries again.
+    cursor.execute("PRAGMA journal_mode")
+    if str(cursor.fetchone()[0]).lower() == "wal":
+        return
+    with contextlib.suppress(sqlite3.OperationalError):
+        cursor.execute("PRAGMA journal_mode = WAL")
+
+
+def _begin_sqlite_transaction(connection: Connection) -> None:
+    # A deferred transaction that reads and then writes fails with SQLITE_BUSY at once
+    # when another writer got there first; IMMEDIATE waits for the lock (busy_timeout).
+    if connection.get_execution_options().get(READ_ONLY):
+        connection.exec_driver_sql("BEGIN")
+    else:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _postgres_engine(url: URL) -> AsyncEngine:
+    return create_async_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=POSTGRES_POOL_SIZE,
+        max_overflow=POSTGRES_MAX_OVERFLOW,
+        connect_args={"timeout": POSTGRES_CONNECT_TIMEOUT_SECONDS},
+        json_serializer=dump_json,
+        json_deserializer=load_json,
+    )
+
+
+def reader(engine: AsyncEngine) -> AsyncEngine:
+    """The same engine and pool, for transactions that only read."""
+    return engine.execution_options(**{READ_ONLY: True})
+
+
+def describe_database(url: URL) -> str:
+    """Where the store lives, for messages: never the password."""
+    if url.get_backend_name() == "sqlite":
+        return f"SQLite file {url.database or ':memory:'}"
+    host = url.host or "localhost"
+    port = url.port or 5432
+    return f"PostgreSQL at {host}:{port}/{url.database or ''}"
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """True when `error` means the database cannot be reached, not that a query was wrong."""
+    # A pool that hands out no connection for its whole timeout is as good as down.
+    if isinstance(error, OSError | OperationalError | InterfaceError | PoolTimeout):
+        return True
+    if isinstance(error, DBAPIError):
+        # No statement: it failed while connecting, committing or rolling back.
+        return error.connection_invalidated or error.statement is None
+    return _is_asyncpg_connection_error(error)
+
+
+def _is_asyncpg_connection_error(error: BaseException) -> bool:
+    try:
+        import asyncpg
+    except ImportError:  # asyncpg is optional: SQLite-only installations lack it
+        return False
+    connection_errors = (
+        asyncpg.exceptions.PostgresConnectionError,
+        asyncpg.exceptions.ConnectionDoesNotExistError,
+        asyncpg.exceptions.CannotConnectNowError,
+    )
+    return isinstance(error, connection_errors)
+
+
+def unavailable(error: BaseException, url: URL) -> StoreUnavailable:
+    """A one-line StoreUnavailable naming the database and the cause."""
+    cause = _cause_of(error)
+    return StoreUnavailable(f"job store unavailable ({describe_database(url)}): {cause}")
+
+
+def _cause_of(error: BaseException) -> str:
+    original = error.orig if isinstance(error, DBAPIError) and error.orig else error
+    # Async drivers are wrapped in DB-API adapters; the driver's own error names the cause.
+    original = original.__cause__ or original
+    text = " ".join(str(original).split()) or type(original).__name__
+    return f"{type(original).__name__}: {text}"

@@ -1,0 +1,156 @@
+"""Accepting jobs: one INSERT per batch, idempotency keys resolved by the unique index."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Insert, Subquery, Table, and_, case, false, func, literal, select, true
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from conveyor.core.job import Job, JobState, NewJob
+from conveyor.ports import Enqueued
+from conveyor.store.expressions import Kind, document, json_batch
+from conveyor.store.ids import new_job_id
+from conveyor.store.notify import notify_ready
+from conveyor.store.rows import job_from_row
+from conveyor.store.schema import db_now, db_now_plus, jobs
+
+_SUBMITTED = {
+    "id": Kind.TEXT,
+    "tenant": Kind.TEXT,
+    "task": Kind.TEXT,
+    "queue": Kind.TEXT,
+    "priority": Kind.INTEGER,
+    "args": Kind.DOCUMENT,
+    "max_attempts": Kind.INTEGER,
+    "timeout": Kind.FLOAT,
+    "delay": Kind.FLOAT,
+    "run_at": Kind.INSTANT,
+    "idempotency_key": Kind.TEXT,
+    "tags": Kind.DOCUMENT,
+}
+
+_KEYS = {"tenant": Kind.TEXT, "idempotency_key": Kind.TEXT}
+
+
+def dialect_insert(dialect: str, table: Table) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT that knows ON CONFLICT, in the connection's dialect."""
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+async def insert_jobs(connection: AsyncConnection, submitted: Sequence[NewJob]) -> list[Enqueued]:
+    """Insert `submitted` in one statement; a known idempotency key yields the existing job."""
+    if not submitted:
+        return []
+    dialect = connection.dialect.name
+    ids = [new_job_id() for _ in submitted]
+    rows = [_submitted_row(job_id, job) for job_id, job in zip(ids, submitted, strict=True)]
+    result = await connection.execute(_insert_statement(dialect, rows))
+    created = {job.id: job for job in map(job_from_row, result)}
+    existing = await _existing_jobs(connection, submitted, ids, created)
+    await notify_ready(connection, (j.queue for j in created.values() if _is_ready(j)))
+    return [
+        Enqueued(created[job_id], True) if job_id in created else Enqueued(existing[key], False)
+        for job_id, key in zip(ids, map(_key_of, submitted), strict=True)
+    ]
+
+
+def _submitted_row(job_id: str, job: NewJob) -> dict[str, Any]:
+    return {
+        "id": job_id,
+        "tenant": job.tenant,
+        "task": job.task,
+        "queue": job.queue,
+        "priority": job.priority,
+        "args": dict(job.args),
+        "max_attempts": job.max_attempts,
+        "timeout": job.timeout,
+        "delay": job.delay,
+        "run_at": job.run_at,
+        "idempotency_key": job.idempotency_key,
+        "tags": list(job.tags),
+    }
+
+
+def _insert_statement(dialect: str, rows: Sequence[Mapping[str, Any]]) -> Insert:
+    batch = json_batch(dialect, "submitted", _SUBMITTED, rows)
+    source = _job_values(batch)
+    statement = dialect_insert(dialect, jobs).from_select(
+        list(source),
+        select(*source.values())
+        # SQLite needs a WHERE here to tell the SELECT from the ON CONFLICT that follows.
+        .where(true()),
+    )
+    statement = statement.on_conflict_do_nothing(
+        index_elements=[jobs.c.tenant, jobs.c.idempotency_key],
+        index_where=jobs.c.idempotency_key.is_not(None),
+    )
+    return statement.returning(*jobs.c)
+
+
+def _job_values(batch: Subquery) -> dict[str, Any]:
+    run_at = case(
+        (batch.c.run_at.is_not(None), batch.c.run_at),
+        else_=db_now_plus(func.coalesce(batch.c.delay, 0.0)),
+    )
+    state = case((run_at > db_now(), JobState.SCHEDULED.value), else_=JobState.QUEUED.value)
+    return {
+        "id": batch.c.id,
+        "tenant": batch.c.tenant,
+        "task": batch.c.task,
+        "queue": batch.c.queue,
+        "state": state,
+        "priority": batch.c.priority,
+        "args": batch.c.args,
+        "attempt": literal(0),
+        "max_attempts": batch.c.max_attempts,
+        "timeout": batch.c.timeout,
+        "run_at": run_at,
+        "created_at": db_now(),
+        "cancel_requested": false(),
+        "errors": document(literal("[]")),
+        "idempotency_key": batch.c.idempotency_key,
+        "tags": batch.c.tags,
+    }
+
+
+def _key_of(job: NewJob) -> tuple[str, str | None]:
+    return (job.tenant, job.idempotency_key)
+
+
+async def _existing_jobs(
+    connection: AsyncConnection,
+    submitted: Sequence[NewJob],
+    ids: Sequence[str],
+    created: Mapping[str, Job],
+) -> dict[tuple[str, str | None], Job]:
+    """The jobs that already held the idempotency keys of rows the INSERT skipped."""
+    keys = {
+        _key_of(job) for job_id, job in zip(ids, submitted, strict=True) if job_id not in created
+    }
+    if not keys:
+        return {}
+    rows = [{"tenant": tenant, "idempotency_key": key} for tenant, key in keys]
+    batch = json_batch(connection.dialect.name, "known", _KEYS, rows)
+    query = select(jobs).join(
+        batch,
+        and_(jobs.c.tenant == batch.c.tenant, jobs.c.idempotency_key == batch.c.idempotency_key),
+    )
+    found = {_key_of_job(job): job for job in map(job_from_row, await connection.execute(query))}
+    missing = keys - found.keys()
+    if missing:
+        # Only a concurrent delete between the INSERT and this SELECT can get here.
+        raise RuntimeError(f"jobs with idempotency keys {sorted(map(str, missing))} vanished")
+    return found
+
+
+def _key_of_job(job: Job) -> tuple[str, str | None]:
+    return (job.tenant, job.idempotency_key)
+
+
+def _is_ready(job: Job) -> bool:
+    return job.state is JobState.QUEUED

@@ -1,0 +1,204 @@
+"""SQL building blocks that read the same on SQLite and PostgreSQL.
+
+Batches travel as one JSON parameter and are unpacked in SQL (jsonb_to_recordset on
+PostgreSQL, json_each on SQLite), so a statement has one bound value whatever the batch
+size: no bound-parameter limits, one statement per batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    DateTime,
+    Float,
+    Integer,
+    Select,
+    Subquery,
+    Text,
+    bindparam,
+    column,
+    func,
+    literal_column,
+    select,
+    type_coerce,
+)
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import FunctionElement
+from sqlalchemy.types import TypeEngine
+
+from conveyor.core.job import TERMINAL_STATES, JobState
+from conveyor.store.engine import dump_json
+from conveyor.store.schema import Document, jobs
+
+
+class document(FunctionElement[Any]):  # lower case: reads as a SQL function
+    """JSON text turned into a stored JSON document."""
+
+    type = Document()
+    inherit_cache = True
+
+
+@compiles(document, "postgresql")
+def _document_postgresql(element: document, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"CAST({compiler.process(element.clauses, **kw)} AS jsonb)"
+
+
+@compiles(document, "sqlite")
+def _document_sqlite(element: document, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"json({compiler.process(element.clauses, **kw)})"
+
+
+class appended(FunctionElement[Any]):  # lower case: reads as a SQL function
+    """A JSON array with one more element at its end."""
+
+    type = Document()
+    inherit_cache = True
+
+
+@compiles(appended, "postgresql")
+def _appended_postgresql(element: appended, compiler: SQLCompiler, **kw: Any) -> str:
+    array, item = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"({array} || jsonb_build_array({item}))"
+
+
+@compiles(appended, "sqlite")
+def _appended_sqlite(element: appended, compiler: SQLCompiler, **kw: Any) -> str:
+    array, item = (compiler.process(clause, **kw) for clause in element.clauses)
+    # json() again: a JSON value read through a subquery has lost its JSON subtype and
+    # would otherwise be appended as a string.
+    return f"json_insert({array}, '$[#]', json({item}))"
+
+
+class json_object(FunctionElement[Any]):  # lower case: reads as a SQL function
+    """A JSON object built in SQL from alternating keys and values."""
+
+    type = Document()
+    inherit_cache = True
+
+
+@compiles(json_object, "postgresql")
+def _json_object_postgresql(element: json_object, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"jsonb_build_object({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(json_object, "sqlite")
+def _json_object_sqlite(element: json_object, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"json_object({compiler.process(element.clauses, **kw)})"
+
+
+# The order in which schema.py's partial indexes list their states. SQLite uses a partial
+# index only when the query repeats the index's WHERE term, list order included.
+_INDEXED_STATE_ORDERS = (
+    (JobState.SCHEDULED, JobState.RETRYABLE),
+    tuple(sorted(TERMINAL_STATES)),
+)
+
+
+def state_in(states: Iterable[JobState | str]) -> ColumnElement[bool]:
+    """`state = '...'` or `state IN (...)` with the states written into the SQL text.
+
+    The job indexes are partial (`WHERE state = 'queued'`, ...); a planner can use them only
+    when it sees the states in the statement, not behind a bound parameter (SQLite, and
+    PostgreSQL's generic plans for prepared statements).
+    """
+    values: list[ColumnElement[str]] = [
+        literal_column(f"'{state.value}'") for state in _index_order(states)
+    ]
+    if len(values) == 1:
+        return jobs.c.state == values[0]
+    return jobs.c.state.in_(values)
+
+
+def _index_order(states: Iterable[JobState | str]) -> list[JobState]:
+    wanted = {JobState(state) for state in states}
+    for order in _INDEXED_STATE_ORDERS:
+        if wanted == set(order):
+            return list(order)
+    return sorted(wanted)
+
+
+class Kind(Enum):
+    """How a field of a JSON batch is typed once unpacked."""
+
+    TEXT = "text"
+    INTEGER = "integer"
+    FLOAT = "float"
+    BOOLEAN = "boolean"
+    DOCUMENT = "document"  # any JSON value; travels as JSON text inside the batch
+    INSTANT = "instant"
+
+
+_POSTGRES_TYPES: Mapping[Kind, TypeEngine[Any]] = {
+    Kind.TEXT: Text(),
+    Kind.INTEGER: Integer(),
+    Kind.FLOAT: Float(precision=53),
+    Kind.BOOLEAN: Boolean(),
+    Kind.DOCUMENT: Text(),
+    Kind.INSTANT: DateTime(timezone=True),
+}
+
+
+def json_batch(
+    dialect: str,
+    name: str,
+    columns: Mapping[str, Kind],
+    rows: Sequence[Mapping[str, Any]],
+) -> Subquery:
+    """`rows` as a table named `name` with typed `columns`, bound as one JSON value."""
+    encoded = [_encode_row(dialect, columns, row) for row in rows]
+    parameter = bindparam(f"{name}_batch", value=encoded, type_=Document())
+    if dialect == "postgresql":
+        return _postgres_batch(parameter, name, columns).subquery(name)
+    return _sqlite_batch(parameter, name, columns).subquery(name)
+
+
+def _encode_row(
+    dialect: str, columns: Mapping[str, Kind], row: Mapping[str, Any]
+) -> dict[str, Any]:
+    return {key: _encode_value(dialect, kind, row.get(key)) for key, kind in columns.items()}
+
+
+def _encode_value(dialect: str, kind: Kind, value: Any) -> Any:
+    if value is None:
+        return None
+    if kind is Kind.DOCUMENT:
+        return dump_json(value)
+    if kind is Kind.INSTANT and isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are ambiguous; pass an aware datetime")
+        # Exact on PostgreSQL (parsed to timestamptz); epoch seconds are what SQLite stores.
+        return value.isoformat() if dialect == "postgresql" else value.timestamp()
+    return value
+
+
+def _postgres_batch(parameter: Any, name: str, columns: Mapping[str, Kind]) -> Select[Any]:
+    record = (
+        func.jsonb_to_recordset(parameter)
+        .table_valued(*(column(key, _POSTGRES_TYPES[kind]) for key, kind in columns.items()))
+        .render_derived(name=f"{name}_record", with_types=True)
+    )
+    return select(*(_typed(record.c[key], kind).label(key) for key, kind in columns.items()))
+
+
+def _sqlite_batch(parameter: Any, name: str, columns: Mapping[str, Kind]) -> Select[Any]:
+    each = func.json_each(parameter).table_valued("value").alias(f"{name}_each")
+    fields = (
+        _typed(func.json_extract(each.c.value, f"$.{key}"), kind).label(key)
+        for key, kind in columns.items()
+    )
+    return select(*fields).select_from(each)
+
+
+def _typed(value: ColumnElement[Any], kind: Kind) -> ColumnElement[Any]:
+    if kind is Kind.DOCUMENT:
+        return document(value)
+    if kind is Kind.INSTANT:
+        return type_coerce(value, jobs.c.run_at.type)
+    return type_coerce(value, _POSTGRES_TYPES[kind])

@@ -1,0 +1,84 @@
+"""Translation between stored rows and the domain's values."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import Row
+
+from conveyor.core.errors import FieldError, InvalidSubmission
+from conveyor.core.job import ErrorInfo, Job, JobState, Progress
+
+
+def job_from_row(row: Row[Any]) -> Job:
+    values = row._mapping
+    return Job(
+        id=values["id"],
+        task=values["task"],
+        queue=values["queue"],
+        state=JobState(values["state"]),
+        priority=values["priority"],
+        args=values["args"],
+        attempt=values["attempt"],
+        max_attempts=values["max_attempts"],
+        timeout=values["timeout"],
+        run_at=values["run_at"],
+        created_at=values["created_at"],
+        started_at=values["started_at"],
+        finished_at=values["finished_at"],
+        progress=progress_from_document(values["progress"]),
+        result=values["result"],
+        errors=tuple(error_from_document(entry) for entry in values["errors"] or ()),
+        idempotency_key=values["idempotency_key"],
+        tags=tuple(values["tags"] or ()),
+        worker=values["worker_id"],
+        tenant=values["tenant"],
+        cancel_requested=bool(values["cancel_requested"]),
+    )
+
+
+def progress_document(progress: Progress) -> dict[str, Any]:
+    return {"percent": progress.percent, "message": progress.message}
+
+
+def progress_from_document(document: Mapping[str, Any] | None) -> Progress | None:
+    if document is None:
+        return None
+    return Progress(percent=float(document.get("percent", 0.0)), message=document.get("message"))
+
+
+def error_document(error: ErrorInfo) -> dict[str, Any]:
+    return {
+        "type": error.type,
+        "message": error.message,
+        "traceback": error.traceback,
+        "attempt": error.attempt,
+    }
+
+
+def error_from_document(document: Mapping[str, Any]) -> ErrorInfo:
+    return ErrorInfo(
+        type=str(document.get("type", "Error")),
+        message=str(document.get("message", "")),
+        traceback=document.get("traceback"),
+        attempt=int(document.get("attempt", 0)),
+    )
+
+
+def encode_cursor(last_id: str) -> str:
+    return base64.urlsafe_b64encode(last_id.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    """The job id a cursor points after; InvalidSubmission for anything we did not issue."""
+    padded = cursor + "=" * (-len(cursor) % 4)
+    try:
+        last_id = base64.urlsafe_b64decode(padded.encode()).decode()
+    except (binascii.Error, UnicodeError, ValueError):
+        last_id = ""
+    if len(last_id) != 36 or not last_id.isascii():
+        raise InvalidSubmission([FieldError(("cursor",), "is not a cursor this server issued")])
+    return last_id

@@ -1,0 +1,239 @@
+"""SqlJobStore: the JobStore on SQLite (aiosqlite) or PostgreSQL (asyncpg).
+
+The class owns connections and transactions and turns connection failures into
+StoreUnavailable; the statements themselves live in the modules it delegates to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Collection, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from conveyor.core.job import DEFAULT_TENANT, Job, NewJob
+from conveyor.ports import (
+    Claim,
+    Enqueued,
+    JobCounts,
+    JobFilter,
+    JobPage,
+    Maintenance,
+    ProgressUpdate,
+    Renewal,
+    Settlement,
+    TaskInfo,
+    WorkerInfo,
+)
+from conveyor.store import actions, claims, maintenance, queries, registry
+from conveyor.store.engine import create_engine, is_unavailable, reader, unavailable
+from conveyor.store.enqueue import insert_jobs
+from conveyor.store.leadership import leadership_for
+from conveyor.store.migrate import prepare_schema
+from conveyor.store.notify import NOTIFY_CHANNEL
+
+__all__ = ["NOTIFY_CHANNEL", "SqlJobStore"]
+
+
+class SqlJobStore:
+    """The durable source of truth. Every state change is one conditional statement."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._reader = reader(engine)
+        self._leadership = leadership_for(engine)
+
+    @classmethod
+    async def open(cls, url: str) -> SqlJobStore:
+        """Open the store at `url`: SQLite migrates itself; PostgreSQL must be at head."""
+        engine = create_engine(url)
+        try:
+            await prepare_schema(engine)
+        except BaseException:
+            await engine.dispose()
+            raise
+        return cls(engine)
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._engine
+
+    @property
+    def dialect_name(self) -> str:
+        return self._engine.dialect.name
+
+    # connections -------------------------------------------------------------------
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        try:
+            yield
+        except Exception as error:
+            if is_unavailable(error):
+                raise unavailable(error, self._engine.url) from error
+            raise
+
+    @asynccontextmanager
+    async def _writing(self) -> AsyncIterator[AsyncConnection]:
+        with self._translated():
+            async with self._engine.begin() as connection:
+                yield connection
+
+    @asynccontextmanager
+    async def _reading(self) -> AsyncIterator[AsyncConnection]:
+        with self._translated():
+            async with self._reader.connect() as connection:
+                yield connection
+
+    # producers ---------------------------------------------------------------------
+    async def enqueue(self, job: NewJob, *, connection: Any = None) -> Enqueued:
+        if connection is None:
+            async with self._writing() as own:
+                return (await insert_jobs(own, [job]))[0]
+        if not isinstance(connection, AsyncConnection):
+            raise TypeError("connection must be a SQLAlchemy AsyncConnection")
+        # The caller's transaction: the job exists if and only if the caller commits.
+        with self._translated():
+            return (await insert_jobs(connection, [job]))[0]
+
+    async def enqueue_many(self, jobs: Sequence[NewJob]) -> list[Enqueued]:
+        if not jobs:
+            return []
+        async with self._writing() as connection:
+            return await insert_jobs(connection, jobs)
+
+    # workers -----------------------------------------------------------------------
+    async def claim(
+        self, *, worker_id: str, queues: Collection[str], limit: int, lease_seconds: float
+    ) -> list[Claim]:
+        async with self._writing() as connection:
+            return await claims.claim(
+                connection,
+                worker_id=worker_id,
+                queues=queues,
+                limit=limit,
+                lease_seconds=lease_seconds,
+            )
+
+    async def claim_ids(
+        self, *, worker_id: str, job_ids: Sequence[str], lease_seconds: float
+    ) -> list[Claim]:
+        if not job_ids:
+            return []
+        async with self._writing() as connection:
+            return await claims.claim_ids(
+                connection, worker_id=worker_id, job_ids=job_ids, lease_seconds=lease_seconds
+            )
+
+    async def renew(self, *, worker_id: str, lease_seconds: float) -> Renewal:
+        async with self._writing() as connection:
+            return await claims.renew(connection, worker_id=worker_id, lease_seconds=lease_seconds)
+
+    async def settle(self, settlements: Sequence[Settlement]) -> frozenset[str]:
+        if not settlements:
+            return frozenset()
+        async with self._writing() as connection:
+            return await claims.settle(connection, settlements)
+
+    async def record_progress(self, updates: Sequence[ProgressUpdate]) -> frozenset[str]:
+        if not updates:
+            return frozenset()
+        async with self._writing() as connection:
+            return await claims.record_progress(connection, updates)
+
+    # users -------------------------------------------------------------------------
+    async def get(self, job_id: str, *, tenant: str = DEFAULT_TENANT) -> Job:
+        async with self._reading() as connection:
+            return await queries.get(connection, job_id, tenant)
+
+    async def list_jobs(
+        self, job_filter: JobFilter, *, limit: int = 50, cursor: str | None = None
+    ) -> JobPage:
+        async with self._reading() as connection:
+            return await queries.list_jobs(connection, job_filter, limit=limit, cursor=cursor)
+
+    async def counts(self, *, tenant: str = DEFAULT_TENANT) -> JobCounts:
+        async with self._reading() as connection:
+            return await queries.counts(connection, tenant)
+
+    async def cancel(self, job_id: str, *, tenant: str = DEFAULT_TENANT) -> Job:
+        async with self._writing() as connection:
+            return await actions.cancel(connection, job_id, tenant)
+
+    async def retry(self, job_id: str, *, tenant: str = DEFAULT_TENANT) -> Job:
+        async with self._writing() as connection:
+            return await actions.retry(connection, job_id, tenant)
+
+    async def delete(self, job_id: str, *, tenant: str = DEFAULT_TENANT) -> None:
+        async with self._writing() as connection:
+            await actions.delete_job(connection, job_id, tenant)
+
+    # monitor -----------------------------------------------------------------------
+    async def promote_due(self, *, limit: int) -> int:
+        async with self._writing() as connection:
+            return await maintenance.promote_due(connection, limit=limit)
+
+    async def rescue_expired(self, *, limit: int) -> Maintenance:
+        async with self._writing() as connection:
+            return await maintenance.rescue_expired(connection, limit=limit)
+
+    async def prune(self, *, older_than_seconds: float, limit: int) -> int:
+        async with self._writing() as connection:
+            return await maintenance.prune(
+                connection, older_than_seconds=older_than_seconds, limit=limit
+            )
+
+    async def try_lead(self, *, holder: str, ttl_seconds: float) -> bool:
+        with self._translated():
+            return await self._leadership.try_lead(holder=holder, ttl_seconds=ttl_seconds)
+
+    async def resign(self, *, holder: str) -> None:
+        with self._translated():
+            await self._leadership.resign(holder=holder)
+
+    # registry and liveness ---------------------------------------------------------
+    async def register_tasks(self, tasks: Sequence[TaskInfo]) -> None:
+        async with self._writing() as connection:
+            await registry.register_tasks(connection, tasks)
+
+    async def list_tasks(self) -> list[TaskInfo]:
+        async with self._reading() as connection:
+            return await registry.list_tasks(connection)
+
+    async def get_task(self, name: str) -> TaskInfo | None:
+        async with self._reading() as connection:
+            return await registry.get_task(connection, name)
+
+    async def register_worker(self, worker: WorkerInfo) -> None:
+        async with self._writing() as connection:
+            await registry.register_worker(connection, worker)
+
+    async def worker_heartbeat(self, *, worker_id: str, running_jobs: int) -> None:
+        async with self._writing() as connection:
+            await registry.worker_heartbeat(
+                connection, worker_id=worker_id, running_jobs=running_jobs
+            )
+
+    async def deregister_worker(self, *, worker_id: str) -> None:
+        async with self._writing() as connection:
+            await registry.deregister_worker(connection, worker_id=worker_id)
+
+    async def mark_dead_workers(self, *, silent_for_seconds: float) -> int:
+        async with self._writing() as connection:
+            return await registry.mark_dead_workers(
+                connection, silent_for_seconds=silent_for_seconds
+            )
+
+    async def list_workers(self, *, include_dead: bool = False) -> list[WorkerInfo]:
+        async with self._reading() as connection:
+            return await registry.list_workers(connection, include_dead=include_dead)
+
+    # lifecycle ---------------------------------------------------------------------
+    async def ping(self) -> None:
+        async with self._reading() as connection:
+            await connection.execute(select(1))
+
+    async def close(self) -> None:
+        await self._leadership.close()
+        await self._engine.dispose()

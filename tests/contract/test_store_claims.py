@@ -1,0 +1,185 @@
+"""Claiming: the order workers get jobs in, what a claim records, and that a job is held
+by one claimer at a time."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from sqlalchemy import event
+
+from conveyor.core.job import JobState, NewJob
+from conveyor.ports import Claim
+from conveyor.store.sql import SqlJobStore
+from tests.waiting import eventually
+
+LEASE = 60.0
+
+
+async def claim(
+    store: SqlJobStore, *, limit: int = 10, queues: tuple[str, ...] = ()
+) -> list[Claim]:
+    return await store.claim(worker_id="w1", queues=queues, limit=limit, lease_seconds=LEASE)
+
+
+async def test_claim_takes_higher_priority_first_and_fifo_within_a_priority(
+    store: SqlJobStore,
+) -> None:
+    low_first = await store.enqueue(NewJob(task="low-1", priority=0))
+    high_first = await store.enqueue(NewJob(task="high-1", priority=5))
+    low_second = await store.enqueue(NewJob(task="low-2", priority=0))
+    high_second = await store.enqueue(NewJob(task="high-2", priority=5))
+
+    claimed = [item.job.id for item in await claim(store, limit=3)]
+    rest = [item.job.id for item in await claim(store, limit=3)]
+
+    assert claimed == [high_first.job.id, high_second.job.id, low_first.job.id]
+    assert rest == [low_second.job.id]
+
+
+async def test_claim_records_the_attempt_token_worker_and_start(store: SqlJobStore) -> None:
+    queued = (await store.enqueue(NewJob(task="t"))).job
+
+    [claimed] = await store.claim(worker_id="host:42", queues=(), limit=5, lease_seconds=LEASE)
+
+    job = claimed.job
+    assert job.id == queued.id
+    assert job.state is JobState.RUNNING
+    assert job.attempt == 1
+    assert job.worker == "host:42"
+    assert job.started_at is not None
+    assert job.started_at >= queued.created_at
+    assert len(claimed.token) >= 16
+    assert await store.get(job.id) == job
+
+
+async def test_claims_get_distinct_tokens(store: SqlJobStore) -> None:
+    await store.enqueue_many([NewJob(task="t"), NewJob(task="t")])
+
+    [first] = await claim(store, limit=1)
+    [second] = await claim(store, limit=1)
+
+    assert first.token != second.token
+
+
+async def test_claim_takes_only_from_the_given_queues(store: SqlJobStore) -> None:
+    await store.enqueue_many([NewJob(task="t", queue=name) for name in ("a", "b", "c")])
+
+    from_a_and_b = await claim(store, queues=("a", "b"))
+    from_any = await claim(store)
+
+    assert sorted(item.job.queue for item in from_a_and_b) == ["a", "b"]
+    assert [item.job.queue for item in from_any] == ["c"]
+
+
+async def test_claim_takes_at_most_the_limit(store: SqlJobStore) -> None:
+    await store.enqueue_many([NewJob(task="t") for _ in range(5)])
+
+    assert len(await claim(store, limit=2)) == 2
+    assert await claim(store, limit=0) == []
+    assert len(await claim(store, limit=10)) == 3
+
+
+async def test_claim_finds_nothing_when_no_job_is_ready(store: SqlJobStore) -> None:
+    assert await claim(store) == []
+
+
+async def test_a_delayed_job_is_claimed_only_after_it_is_promoted(store: SqlJobStore) -> None:
+    delayed = (await store.enqueue(NewJob(task="t", delay=0.2))).job
+
+    assert await claim(store) == []
+    await eventually(lambda: store.promote_due(limit=10), timeout=10, message="promotion")
+    [claimed] = await claim(store)
+
+    assert claimed.job.id == delayed.id
+
+
+async def test_a_far_future_job_is_neither_promoted_nor_claimed(store: SqlJobStore) -> None:
+    await store.enqueue(NewJob(task="t", delay=3600))
+
+    assert await store.promote_due(limit=10) == 0
+    assert await claim(store) == []
+
+
+async def test_concurrent_claimers_never_get_the_same_job(database_url: str) -> None:
+    stores = [await SqlJobStore.open(database_url) for _ in range(4)]
+    try:
+        await stores[0].enqueue_many([NewJob(task="t", args={"n": n}) for n in range(200)])
+
+        async def claim_until_empty(store: SqlJobStore, worker: str) -> list[str]:
+            taken: list[str] = []
+            while batch := await store.claim(
+                worker_id=worker, queues=(), limit=7, lease_seconds=LEASE
+            ):
+                taken.extend(item.job.id for item in batch)
+            return taken
+
+        loops = [claim_until_empty(store, f"w{n}") for n, store in enumerate(stores)]
+        taken = [job_id for batch in await asyncio.gather(*loops) for job_id in batch]
+
+        assert len(taken) == 200
+        assert len(set(taken)) == 200
+    finally:
+        for store in stores:
+            await store.close()
+
+
+async def test_claim_ids_takes_only_jobs_still_queued_in_the_given_order(
+    store: SqlJobStore,
+) -> None:
+    first, second, third = (item.job for item in await store.enqueue_many([NewJob(task="t")] * 3))
+    await store.cancel(second.id)
+
+    claimed = await store.claim_ids(
+        worker_id="w1", job_ids=[third.id, second.id, first.id, "missing"], lease_seconds=LEASE
+    )
+    again = await store.claim_ids(worker_id="w2", job_ids=[first.id], lease_seconds=LEASE)
+
+    assert [item.job.id for item in claimed] == [third.id, first.id]
+    assert all(item.job.attempt == 1 and item.job.worker == "w1" for item in claimed)
+    assert again == []
+
+
+async def test_claim_ids_of_nothing_claims_nothing(store: SqlJobStore) -> None:
+    assert await store.claim_ids(worker_id="w1", job_ids=[], lease_seconds=LEASE) == []
+
+
+async def test_a_new_claim_starts_without_the_last_runs_cancel_request(
+    store: SqlJobStore,
+) -> None:
+    job = (await store.enqueue(NewJob(task="t"))).job
+    await store.claim(worker_id="w1", queues=(), limit=1, lease_seconds=-1)
+    assert (await store.cancel(job.id)).cancel_requested
+    await store.rescue_expired(limit=10)  # the request wins over a requeue: cancelled
+    await store.retry(job.id)
+
+    [claimed] = await claim(store)
+
+    assert not claimed.job.cancel_requested
+
+
+async def test_claiming_from_a_queue_reads_the_ready_index_not_the_whole_table(
+    sqlite_url: str,
+) -> None:
+    # The ready index is partial (state = 'queued'): a backlog of finished jobs must not
+    # slow claims down. SQLite shows its plan without statistics, so check it there.
+    store = await SqlJobStore.open(sqlite_url)
+    statements: list[tuple[str, Any]] = []
+
+    def record(*arguments: Any) -> None:
+        statements.append((arguments[2], arguments[3]))
+
+    try:
+        await store.enqueue(NewJob(task="t"))
+        event.listen(store.engine.sync_engine, "before_cursor_execute", record)
+        await claim(store, queues=("default",))
+        event.remove(store.engine.sync_engine, "before_cursor_execute", record)
+        [(statement, parameters)] = [item for item in statements if item[0].startswith("UPDATE")]
+        async with store.engine.connect() as connection:
+            plan = await connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
+            details = " | ".join(str(row._mapping["detail"]) for row in plan)
+    finally:
+        await store.close()
+
+    assert "USING INDEX ix_conveyor_jobs_ready" in details
+    assert "SCAN conveyor_jobs" not in details

@@ -1,0 +1,234 @@
+"""Accepting jobs: one job, batches, idempotency keys, and joining a caller's transaction."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from conveyor.core.errors import JobNotFound
+from conveyor.core.job import JobState, NewJob
+from conveyor.ports import JobFilter
+from conveyor.store.sql import NOTIFY_CHANNEL, SqlJobStore
+
+DEADLINE = 10.0
+
+
+async def count_jobs(store: SqlJobStore, tenant: str = "default") -> int:
+    counts = await store.counts(tenant=tenant)
+    return sum(counts.by_state.values())
+
+
+async def test_enqueued_job_is_queued_with_everything_it_was_given(store: SqlJobStore) -> None:
+    submitted = NewJob(
+        task="math.square",
+        args={"numbers": [1, 2.5, -3], "label": "héllo ✓", "nested": {"a": None, "b": True}},
+        queue="math",
+        priority=7,
+        max_attempts=3,
+        timeout=12.5,
+        tags=("billing", "eu"),
+    )
+    enqueued = await store.enqueue(submitted)
+
+    job = enqueued.job
+    assert enqueued.created
+    assert job.state is JobState.QUEUED
+    assert (job.task, job.queue, job.priority) == ("math.square", "math", 7)
+    assert job.args == submitted.args
+    assert (job.attempt, job.max_attempts, job.timeout) == (0, 3, 12.5)
+    assert job.tags == ("billing", "eu")
+    assert job.errors == ()
+    assert job.result is None
+    assert job.progress is None
+    assert job.finished_at is None
+    assert job.run_at == job.created_at
+    assert await store.get(job.id) == job
+
+
+async def test_job_ids_are_time_ordered_uuids(store: SqlJobStore) -> None:
+    first = await store.enqueue(NewJob(task="t"))
+    second = await store.enqueue(NewJob(task="t"))
+
+    assert len(first.job.id) == 36
+    assert first.job.id[14] == "7"
+    assert first.job.id < second.job.id
+
+
+async def test_delay_schedules_the_job_that_many_seconds_later(store: SqlJobStore) -> None:
+    job = (await store.enqueue(NewJob(task="t", delay=3600))).job
+
+    assert job.state is JobState.SCHEDULED
+    assert job.run_at - job.created_at == pytest.approx(
+        timedelta(hours=1), abs=timedelta(seconds=1)
+    )
+
+
+async def test_run_at_in_the_future_schedules_and_in_the_past_queues(store: SqlJobStore) -> None:
+    later = datetime(2999, 1, 1, 12, 30, 15, 250000, tzinfo=UTC)
+    earlier = datetime(2001, 1, 1, tzinfo=UTC)
+
+    scheduled = (await store.enqueue(NewJob(task="t", run_at=later))).job
+    queued = (await store.enqueue(NewJob(task="t", run_at=earlier))).job
+
+    assert (scheduled.state, scheduled.run_at) == (JobState.SCHEDULED, later)
+    assert (queued.state, queued.run_at) == (JobState.QUEUED, earlier)
+
+
+async def test_repeated_idempotency_key_returns_the_existing_job(store: SqlJobStore) -> None:
+    first = await store.enqueue(NewJob(task="t", args={"n": 1}, idempotency_key="order-42"))
+    again = await store.enqueue(NewJob(task="t", args={"n": 2}, idempotency_key="order-42"))
+
+    assert first.created
+    assert not again.created
+    assert again.job == first.job
+    assert await count_jobs(store) == 1
+
+
+async def test_idempotency_keys_are_scoped_to_a_tenant(store: SqlJobStore) -> None:
+    ours = await store.enqueue(NewJob(task="t", idempotency_key="k", tenant="acme"))
+    theirs = await store.enqueue(NewJob(task="t", idempotency_key="k", tenant="globex"))
+
+    assert ours.created
+    assert theirs.created
+    assert ours.job.id != theirs.job.id
+
+
+async def test_concurrent_enqueues_with_one_key_create_exactly_one_job(database_url: str) -> None:
+    stores = [await SqlJobStore.open(database_url) for _ in range(5)]
+    try:
+        submissions = [
+            store.enqueue(NewJob(task="t", idempotency_key="once"))
+            for store in stores
+            for _ in range(10)
+        ]
+        results = await asyncio.gather(*submissions)
+        assert len({result.job.id for result in results}) == 1
+        assert sum(result.created for result in results) == 1
+        assert await count_jobs(stores[0]) == 1
+    finally:
+        for store in stores:
+            await store.close()
+
+
+async def test_enqueue_many_inserts_a_thousand_jobs_in_input_order(store: SqlJobStore) -> None:
+    submitted = [
+        NewJob(task=f"task-{index}", args={"index": index}, tags=(str(index),))
+        for index in range(1200)
+    ]
+    results = await store.enqueue_many(submitted)
+
+    assert [result.job.task for result in results] == [job.task for job in submitted]
+    assert all(result.created for result in results)
+    assert [result.job.args["index"] for result in results] == list(range(1200))
+    assert await count_jobs(store) == 1200
+
+
+async def test_enqueue_many_resolves_idempotency_keys_within_and_across_batches(
+    store: SqlJobStore,
+) -> None:
+    existing = await store.enqueue(NewJob(task="t", idempotency_key="a"))
+    results = await store.enqueue_many(
+        [
+            NewJob(task="t", idempotency_key="a"),
+            NewJob(task="t", idempotency_key="b"),
+            NewJob(task="t"),
+            NewJob(task="t", idempotency_key="b"),
+        ]
+    )
+
+    assert [result.created for result in results] == [False, True, True, False]
+    assert results[0].job.id == existing.job.id
+    assert results[3].job.id == results[1].job.id
+    assert await count_jobs(store) == 3
+
+
+async def test_enqueue_many_stores_nothing_when_one_job_is_rejected(store: SqlJobStore) -> None:
+    with pytest.raises(IntegrityError):
+        await store.enqueue_many([NewJob(task="good"), NewJob(task="bad", max_attempts=0)])
+
+    assert await count_jobs(store) == 0
+
+
+async def test_enqueue_many_of_nothing_stores_nothing(store: SqlJobStore) -> None:
+    assert await store.enqueue_many([]) == []
+
+
+async def test_enqueue_many_mixes_ready_and_scheduled_jobs(store: SqlJobStore) -> None:
+    results = await store.enqueue_many([NewJob(task="now"), NewJob(task="later", delay=60)])
+
+    assert [result.job.state for result in results] == [JobState.QUEUED, JobState.SCHEDULED]
+
+
+# PostgreSQL: the caller's transaction and wake-ups ----------------------------------------
+
+
+def asyncpg_url(url: str) -> str:
+    return url.replace("postgresql://", "postgresql+asyncpg://", 1)
+
+
+@pytest.mark.postgres
+async def test_enqueue_in_a_rolled_back_transaction_leaves_no_job(postgres_url: str) -> None:
+    store = await SqlJobStore.open(postgres_url)
+    application = create_async_engine(asyncpg_url(postgres_url))
+    try:
+        async with application.connect() as connection:
+            enqueued = await store.enqueue(NewJob(task="t"), connection=connection)
+            await connection.rollback()
+        with pytest.raises(JobNotFound):
+            await store.get(enqueued.job.id)
+    finally:
+        await application.dispose()
+        await store.close()
+
+
+@pytest.mark.postgres
+async def test_enqueue_in_a_committed_transaction_keeps_the_job(postgres_url: str) -> None:
+    store = await SqlJobStore.open(postgres_url)
+    application = create_async_engine(asyncpg_url(postgres_url))
+    try:
+        async with application.begin() as connection:
+            enqueued = await store.enqueue(NewJob(task="t"), connection=connection)
+            page = await store.list_jobs(JobFilter())
+            assert page.items == []  # not visible to others before the commit
+        assert (await store.get(enqueued.job.id)).state is JobState.QUEUED
+    finally:
+        await application.dispose()
+        await store.close()
+
+
+@pytest.fixture
+async def notifications(postgres_url: str) -> AsyncIterator[asyncio.Queue[str]]:
+    """Payloads arriving on the broker's channel, heard by a separate session."""
+    received: asyncio.Queue[str] = asyncio.Queue()
+    listener = await asyncpg.connect(postgres_url)
+
+    def heard(connection: object, pid: int, channel: str, payload: str) -> None:
+        received.put_nowait(payload)
+
+    await listener.add_listener(NOTIFY_CHANNEL, heard)
+    yield received
+    await listener.close()
+
+
+@pytest.mark.postgres
+async def test_ready_jobs_wake_listeners_with_their_queue(
+    postgres_url: str, notifications: asyncio.Queue[str]
+) -> None:
+    store = await SqlJobStore.open(postgres_url)
+    try:
+        await store.enqueue(NewJob(task="t", queue="later", delay=3600))
+        await store.enqueue(NewJob(task="t", queue="emails"))
+        async with asyncio.timeout(DEADLINE):
+            assert await notifications.get() == "emails"
+        await store.enqueue_many([NewJob(task="t", queue="batch") for _ in range(3)])
+        async with asyncio.timeout(DEADLINE):
+            assert await notifications.get() == "batch"
+        assert notifications.empty()  # the scheduled job woke nobody; the batch woke once
+    finally:
+        await store.close()

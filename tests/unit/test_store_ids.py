@@ -1,0 +1,38 @@
+"""Job ids sort by creation, cursors round-trip, and foreign cursors are refused."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from conveyor.core.errors import InvalidSubmission
+from conveyor.store.ids import new_job_id, new_lease_token
+from conveyor.store.rows import decode_cursor, encode_cursor
+
+
+def test_job_ids_are_version_7_uuids_in_creation_order() -> None:
+    ids = [new_job_id() for _ in range(10_000)]
+
+    assert ids == sorted(ids)
+    assert len(set(ids)) == len(ids)
+    assert {uuid.UUID(job_id).version for job_id in ids} == {7}
+
+
+def test_lease_tokens_are_unguessable_and_distinct() -> None:
+    tokens = {new_lease_token() for _ in range(1000)}
+
+    assert len(tokens) == 1000
+    assert all(len(token) == 32 for token in tokens)
+
+
+def test_a_cursor_leads_back_to_the_job_it_was_made_from() -> None:
+    job_id = new_job_id()
+
+    assert decode_cursor(encode_cursor(job_id)) == job_id
+
+
+@pytest.mark.parametrize("cursor", ["", "!!!", encode_cursor("short"), "x" * 80])
+def test_a_cursor_that_was_never_issued_is_refused(cursor: str) -> None:
+    with pytest.raises(InvalidSubmission, match="cursor"):
+        decode_cursor(cursor)
