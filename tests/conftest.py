@@ -1,0 +1,128 @@
+"""Fixtures that give every test its own, real job store: a SQLite file or a PostgreSQL
+database copied from a migrated template, and a Redis key prefix.
+
+Servers are found (or started) once per session and only when a test needs them, so a
+SQLite-only run never touches PostgreSQL or Redis. See tests/backends.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from conveyor.store.migrate import upgrade
+from conveyor.store.sql import SqlJobStore
+from tests.backends import (
+    Backend,
+    create_database,
+    delete_keys,
+    drop_database,
+    find_postgres,
+    find_redis,
+    url_for_database,
+)
+
+
+def _require(backend: Backend) -> str:
+    """The server's URL; without one, the test fails (never skips) with how to fix it."""
+    if backend.url is None:
+        pytest.fail(backend.problem or "backend unavailable", pytrace=False)
+    return backend.url
+
+
+# PostgreSQL ----------------------------------------------------------------------------
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def postgres_server() -> AsyncIterator[Backend]:
+    backend = await find_postgres()
+    yield backend
+    await asyncio.to_thread(backend.stop)
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def postgres_template(postgres_server: Backend) -> AsyncIterator[str]:
+    """A database migrated to head once per session, copied for every test.
+
+    The name carries the process id so that parallel sessions (xdist workers, two
+    developers on one server) never share or drop each other's template.
+    """
+    server_url = _require(postgres_server)
+    name = f"conveyor_tpl_{os.getpid()}_{secrets.token_hex(3)}"
+    await create_database(server_url, name)
+    try:
+        await upgrade(url_for_database(server_url, name))
+        yield name
+    finally:
+        await drop_database(server_url, name)
+
+
+@pytest.fixture
+async def postgres_url(postgres_server: Backend, postgres_template: str) -> AsyncIterator[str]:
+    """A fresh database at the schema's head, dropped after the test."""
+    server_url = _require(postgres_server)
+    name = f"conveyor_t_{secrets.token_hex(8)}"
+    await create_database(server_url, name, template=postgres_template)
+    try:
+        yield url_for_database(server_url, name)
+    finally:
+        await drop_database(server_url, name)
+
+
+# SQLite and both -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A file that does not exist yet; the store creates and migrates it on open."""
+    return f"sqlite:///{tmp_path / 'conveyor.db'}"
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+    ]
+)
+def database_url(request: pytest.FixtureRequest) -> str:
+    """Each test that uses it runs once per database backend."""
+    url: str = request.getfixturevalue(f"{request.param}_url")
+    return url
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[SqlJobStore]:
+    opened = await SqlJobStore.open(database_url)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+# Redis ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[Backend]:
+    backend = find_redis()
+    yield backend
+    backend.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: Backend) -> str:
+    return _require(redis_server)
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    """A key prefix no other test uses; its keys are deleted after the test."""
+    prefix = f"conveyor-test:{secrets.token_hex(6)}:"
+    yield prefix
+    delete_keys(redis_url, prefix)
