@@ -1,0 +1,72 @@
+"""One claimed job being run by a worker, and why the worker may stop it early.
+
+The runner lets `asyncio.CancelledError` propagate when a run's task is cancelled; the
+worker decides what that run amounts to from the reason it stopped it:
+
+| stopped because | outcome settled |
+|---|---|
+| a user asked to cancel the job | `Cancelled()` |
+| the worker is shutting down past its grace period | `Released()` (the attempt is given back) |
+| the lease was lost (the job was rescued or taken over) | nothing: the job is someone else's now |
+
+A handler that ends on its own despite the request (it caught the cancellation and
+returned) keeps its outcome, except after a lost lease, where nothing is ever settled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from enum import IntEnum
+
+from conveyor.core.outcome import Cancelled, Outcome, Released
+from conveyor.ports import Claim
+from conveyor.runtime.context import JobContext
+
+
+class StopReason(IntEnum):
+    """Why the worker stopped a run; when several apply, the highest wins."""
+
+    SHUTDOWN = 1
+    CANCEL_REQUESTED = 2
+    LEASE_LOST = 3
+
+
+@dataclass(eq=False, slots=True)
+class Run:
+    claim: Claim
+    context: JobContext
+    task: asyncio.Task[None] | None = None
+    stop_reason: StopReason | None = None
+    concluded: bool = False  # its outcome was decided: settled, or its lease let go
+
+    @property
+    def job_id(self) -> str:
+        return self.claim.job.id
+
+    @property
+    def token(self) -> str:
+        return self.claim.token
+
+    def stop(self, reason: StopReason) -> bool:
+        """Stop the run (once); True the first time, when the handler is interrupted."""
+        first = self.stop_reason is None
+        if self.stop_reason is None or reason > self.stop_reason:
+            self.stop_reason = reason
+        if first:
+            self.context.mark_cancelled()
+            if self.task is not None:
+                self.task.cancel()
+        return first
+
+    def settle_as(self, outcome: Outcome | None) -> Outcome | None:
+        """What to settle, given what the runner returned (None: it was cancelled)."""
+        match self.stop_reason:
+            case StopReason.LEASE_LOST:
+                return None
+            case StopReason.CANCEL_REQUESTED:
+                return outcome if outcome is not None else Cancelled()
+            case StopReason.SHUTDOWN:
+                return outcome if outcome is not None else Released()
+            case None:
+                return outcome

@@ -1,0 +1,399 @@
+"""The worker: claims jobs, runs them concurrently, settles their outcomes.
+
+    worker = Worker(store=store, broker=broker, store_factory=open_store,
+                    registry=registry, settings=WorkerSettings(concurrency=20))
+    install_signal_handlers(worker)
+    await worker.run()          # until SIGTERM/SIGINT or worker.request_stop()
+
+Pieces, each a small loop of its own: the claim loop (here) fills free slots in batches;
+each claimed job runs as its own asyncio task through the Runner (plain functions in a
+thread pool sized to the concurrency); the Settler writes outcomes in batches; the
+Heartbeat thread renews leases and writes progress; an optional Monitor does maintenance.
+
+Shutdown has two phases. The first `request_stop()` stops claiming and lets running jobs
+finish for up to `shutdown_grace_seconds`; what still runs then is cancelled and released
+(back to `queued`, attempt given back). A second `request_stop()` skips the wait: runs
+are cancelled at once and released on a short best-effort write; anything not released
+is rescued by a monitor when its lease expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import socket
+from collections.abc import Sequence
+
+from conveyor.core.errors import StoreUnavailable
+from conveyor.core.job import Progress
+from conveyor.core.outcome import Outcome
+from conveyor.ports import Broker, Claim, JobStore, Settlement, WorkerInfo
+from conveyor.runtime.backoff import Backoff, Outage, race
+from conveyor.runtime.context import JobContext
+from conveyor.runtime.heartbeat import (
+    Heartbeat,
+    HeartbeatSettings,
+    HeldJobs,
+    LeaseReport,
+    ProgressBuffer,
+    StoreFactory,
+)
+from conveyor.runtime.monitor import Monitor
+from conveyor.runtime.registry import TaskRegistry
+from conveyor.runtime.runner import Runner
+from conveyor.runtime.runs import Run, StopReason
+from conveyor.runtime.settler import Settler
+from conveyor.runtime.signals import install_signal_handlers
+from conveyor.runtime.threads import HandlerThreads
+from conveyor.runtime.worker_settings import WorkerSettings, default_worker_id
+
+__all__ = ["Worker", "WorkerSettings", "default_worker_id", "install_signal_handlers"]
+
+log = logging.getLogger(__name__)
+
+# After a cancel, handlers get this long to unwind before their runs are given up on.
+CANCELLED_RUN_SECONDS = 2.0
+# How long a stopping worker keeps trying to write its last outcomes and deregister.
+FINAL_WRITE_SECONDS = 5.0
+IMMEDIATE_WRITE_SECONDS = 1.0
+
+
+class Worker:
+    """One worker: up to `settings.concurrency` jobs at once from `settings.queues`."""
+
+    def __init__(
+        self,
+        *,
+        store: JobStore,
+        broker: Broker,
+        store_factory: StoreFactory,
+        registry: TaskRegistry,
+        settings: WorkerSettings,
+    ) -> None:
+        self.settings = settings
+        self.id = settings.worker_id
+        self._store = store
+        self._broker = broker
+        self._registry = registry
+        self._executor = HandlerThreads(settings.concurrency)
+        self._runner = Runner(
+            registry,
+            executor=self._executor,
+            default_retry=settings.retry,
+            default_timeout=settings.default_timeout,
+        )
+        self._runs: dict[str, Run] = {}
+        self._slot_freed = asyncio.Event()
+        self._held = HeldJobs()
+        self._progress = ProgressBuffer()
+        self._settler = Settler(store, worker_id=self.id, on_done=self._settled)
+        self._heartbeat = self._build_heartbeat(store_factory)
+        self._monitor = self._build_monitor() if settings.with_monitor else None
+        self._stop_claiming = asyncio.Event()
+        self._stop_now = asyncio.Event()
+        self.ready = asyncio.Event()
+        """Set once the worker has registered and starts claiming."""
+
+    @property
+    def active_jobs(self) -> frozenset[str]:
+        """Jobs this worker holds: running, or finished with their outcome not yet written."""
+        return frozenset(self._held.snapshot())
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop_claiming.is_set()
+
+    def request_stop(self) -> None:
+        """First call: finish gracefully. Second call: stop at once."""
+        if not self._stop_claiming.is_set():
+            log.info(
+                "worker %s stopping: no new jobs; %d running get up to %g s to finish",
+                self.id,
+                len(self._runs),
+                self.settings.shutdown_grace_seconds,
+            )
+            self._stop_claiming.set()
+        elif not self._stop_now.is_set():
+            log.warning("worker %s stopping now: cancelling %d jobs", self.id, len(self._runs))
+            self._stop_now.set()
+
+    async def run(self) -> None:
+        """Work until stopped; returns once everything it could hand back is handed back."""
+        self._heartbeat.start()
+        try:
+            async with asyncio.TaskGroup() as background:
+                settling = background.create_task(self._settler.run(), name="conveyor-settle")
+                monitoring = self._start_monitor(background)
+                try:
+                    await self._serve()
+                finally:
+                    await self._finish_runs()
+                    await self._write_outcomes()
+                    settling.cancel()
+                    self._stop_monitor(monitoring)
+        finally:
+            await self._close()
+
+    # Starting ------------------------------------------------------------------------
+    async def _serve(self) -> None:
+        if not await self._register():
+            return
+        log.info(
+            "worker %s ready: queues %s, concurrency %d",
+            self.id,
+            ",".join(self.settings.queues) or "(all)",
+            self.settings.concurrency,
+        )
+        self.ready.set()
+        await race(self._claim_loop(), self._stop_now)
+        if self._runs and not self._stop_now.is_set():
+            grace = self.settings.shutdown_grace_seconds
+            await race(self._all_runs_done(), self._stop_now, timeout=grace)
+
+    async def _register(self) -> bool:
+        """Register tasks and this worker, retrying through outages; False if stopped first."""
+        backoff = Backoff()
+        outage = Outage(log, f"worker {self.id} starting")
+        while not self._stop_claiming.is_set():
+            try:
+                await self._broker.start()
+                await self._store.register_tasks(self._registry.infos())
+                await self._store.register_worker(self._info())
+            except Exception as error:  # a worker started before its database waits for it
+                self._note_failure(outage, "registering", error)
+                await race(asyncio.sleep(backoff.next_delay()), self._stop_claiming)
+                continue
+            outage.recovered()
+            return True
+        return False
+
+    def _info(self) -> WorkerInfo:
+        return WorkerInfo(
+            id=self.id,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            queues=self.settings.queues,
+            concurrency=self.settings.concurrency,
+        )
+
+    # Claiming ------------------------------------------------------------------------
+    async def _claim_loop(self) -> None:
+        backoff = Backoff()
+        outage = Outage(log, f"worker {self.id} claiming")
+        while not self._stop_claiming.is_set():
+            free = self.settings.concurrency - len(self._runs)
+            if free <= 0:
+                await race(self._slot_available(), self._stop_claiming)
+                continue
+            try:
+                claims = await self._broker.claim(
+                    worker_id=self.id,
+                    queues=self.settings.queues,
+                    limit=free,
+                    lease_seconds=self.settings.lease_seconds,
+                )
+            except Exception as error:  # never crash, never spin: back off and try again
+                self._note_failure(outage, "claiming", error)
+                await race(asyncio.sleep(backoff.next_delay()), self._stop_claiming)
+                continue
+            outage.recovered()
+            backoff.reset()
+            for claim in claims:
+                self._start_run(claim)
+            if len(claims) < free:
+                await race(self._wait_for_work(), self._stop_claiming)
+
+    async def _wait_for_work(self) -> None:
+        poll = self.settings.poll_interval_seconds
+        try:
+            await self._broker.wait_for_work(self.settings.queues, poll)
+        except Exception:  # a broken wake-up costs latency, never the worker: just poll
+            log.exception("waiting for work failed; polling instead")
+            await asyncio.sleep(poll)
+
+    async def _slot_available(self) -> None:
+        self._slot_freed.clear()
+        while len(self._runs) >= self.settings.concurrency:
+            await self._slot_freed.wait()
+            self._slot_freed.clear()
+
+    @staticmethod
+    def _note_failure(outage: Outage, action: str, error: Exception) -> None:
+        if isinstance(error, StoreUnavailable):
+            outage.failed(error)
+        else:
+            log.exception("%s failed; retrying", action)
+
+    # Running -------------------------------------------------------------------------
+    def _start_run(self, claim: Claim) -> None:
+        stale = self._runs.get(claim.job.id)
+        if stale is not None:
+            # Our older claim of this job lapsed and we claimed it again: the old run is void.
+            stale.stop(StopReason.LEASE_LOST)
+        self._held.add(claim.job.id, claim.token)
+        report = functools.partial(self._report_progress, claim)
+        run = Run(claim, JobContext(claim.job, report_progress=report))
+        self._runs[run.job_id] = run
+        run.task = asyncio.create_task(self._execute(run), name=f"conveyor-job-{run.job_id}")
+
+    async def _execute(self, run: Run) -> None:
+        outcome: Outcome | None = None
+        try:
+            outcome = await self._runner.run(run.claim, run.context)
+        except asyncio.CancelledError:
+            if run.stop_reason is None:
+                self._end_run(run)
+                raise  # cancelled by someone else (the loop is closing): not ours to settle
+        except Exception:
+            # The runner itself broke. Stop renewing the lease, as if this process had died:
+            # the monitor rescues the job, with the attempt counted.
+            log.exception(
+                "job %s: the runner failed; it runs again once its lease expires", run.job_id
+            )
+            self._conclude(run, None)
+            return
+        self._conclude(run, run.settle_as(outcome))
+
+    def _conclude(self, run: Run, outcome: Outcome | None) -> None:
+        """The run is over: settle its outcome, or (None) let go of its lease unsettled."""
+        if run.concluded:
+            return
+        run.concluded = True
+        self._end_run(run)
+        progress = self._progress.finish(run.job_id, run.token)
+        if outcome is None:
+            self._held.remove(run.job_id, run.token)
+            return
+        self._settler.add(Settlement(run.job_id, run.token, outcome, progress))
+
+    def _end_run(self, run: Run) -> None:
+        if self._runs.get(run.job_id) is run:
+            del self._runs[run.job_id]
+            self._slot_freed.set()
+
+    def _settled(self, settlements: Sequence[Settlement]) -> None:
+        # Written (or refused by fencing): only now may the heartbeat stop renewing them.
+        for settlement in settlements:
+            self._held.remove(settlement.job_id, settlement.token)
+
+    def _report_progress(self, claim: Claim, progress: Progress) -> None:
+        run = self._runs.get(claim.job.id)
+        if run is not None and run.claim is claim:  # late reports of an ended run are void
+            self._progress.report(claim.job.id, claim.token, progress)
+
+    def _on_lease_report(self, report: LeaseReport) -> None:
+        """Called on this loop by the heartbeat thread."""
+        for job_id, token in report.lost.items():
+            self._stop_run(job_id, token, StopReason.LEASE_LOST)
+        for job_id, token in report.cancel_requested.items():
+            self._stop_run(job_id, token, StopReason.CANCEL_REQUESTED)
+
+    def _stop_run(self, job_id: str, token: str, reason: StopReason) -> None:
+        run = self._runs.get(job_id)
+        if run is None or run.token != token:
+            return  # already finished: its settle tells the store what happened
+        if not run.stop(reason):
+            return
+        if reason is StopReason.LEASE_LOST:
+            log.warning(
+                "job %s: lease lost (the job was rescued or taken over); stopping its run, "
+                "whose outcome will be discarded",
+                job_id,
+            )
+        else:
+            log.info("job %s: cancel requested; stopping its run", job_id)
+
+    # Stopping ------------------------------------------------------------------------
+    async def _all_runs_done(self) -> None:
+        while self._runs:
+            await asyncio.wait([run.task for run in self._runs.values() if run.task])
+
+    async def _finish_runs(self) -> None:
+        """Cancel what still runs; each becomes Released (unless cancelled or lost)."""
+        self._stop_claiming.set()
+        if not self._runs:
+            return
+        log.warning("worker %s: releasing %d unfinished jobs", self.id, len(self._runs))
+        for run in list(self._runs.values()):
+            run.stop(StopReason.SHUTDOWN)
+        tasks = [run.task for run in self._runs.values() if run.task]
+        await asyncio.wait(tasks, timeout=CANCELLED_RUN_SECONDS)
+        for run in list(self._runs.values()):
+            # The handler ignores cancellation: hand the job back without waiting for it.
+            self._conclude(run, run.settle_as(None))
+
+    async def _write_outcomes(self) -> None:
+        if not await self._settler.drain(self._final_write_seconds()):
+            log.warning(
+                "worker %s: %d outcomes could not be written; those jobs are rescued once "
+                "their leases expire",
+                self.id,
+                self._settler.pending,
+            )
+
+    def _final_write_seconds(self) -> float:
+        return IMMEDIATE_WRITE_SECONDS if self._stop_now.is_set() else FINAL_WRITE_SECONDS
+
+    async def _close(self) -> None:
+        stopped = await self._heartbeat.stop(timeout=self._final_write_seconds())
+        if not stopped:
+            log.warning("worker %s: the heartbeat thread is still busy; leaving it", self.id)
+        await self._deregister()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._executor.busy:
+            log.warning(
+                "worker %s: %d plain-function handlers ignored the stop and still run; their "
+                "jobs were handed back, and the threads end with the process",
+                self.id,
+                self._executor.busy,
+            )
+        log.info("worker %s stopped", self.id)
+
+    async def _deregister(self) -> None:
+        if not self.ready.is_set():
+            return
+        try:
+            async with asyncio.timeout(self._final_write_seconds()):
+                await self._store.deregister_worker(worker_id=self.id)
+        except Exception as error:  # the monitor marks it dead once it stays silent
+            log.warning("worker %s could not deregister: %s", self.id, error)
+
+    # Helpers -------------------------------------------------------------------------
+    def _build_heartbeat(self, store_factory: StoreFactory) -> Heartbeat:
+        settings = self.settings
+        return Heartbeat(
+            settings=HeartbeatSettings(
+                worker_id=self.id,
+                lease_seconds=settings.lease_seconds,
+                interval_seconds=settings.heartbeat_seconds,
+                progress_interval_seconds=settings.progress_interval_seconds,
+            ),
+            store_factory=store_factory,
+            held=self._held,
+            progress=self._progress,
+            report=self._on_lease_report,
+        )
+
+    def _build_monitor(self) -> Monitor:
+        settings = self.settings
+        return Monitor(
+            self._store,
+            holder_id=self.id,
+            interval_seconds=settings.monitor_interval_seconds,
+            lease_seconds=settings.lease_seconds,
+            retention_seconds=settings.retention_seconds,
+        )
+
+    def _start_monitor(self, group: asyncio.TaskGroup) -> asyncio.Task[None] | None:
+        if self._monitor is None:
+            return None
+        return group.create_task(self._monitor.run(), name="conveyor-monitor")
+
+    def _stop_monitor(self, task: asyncio.Task[None] | None) -> None:
+        if self._monitor is None or task is None:
+            return
+        self._monitor.request_stop()
+        if self._stop_now.is_set():
+            task.cancel()

@@ -1,0 +1,201 @@
+"""Running a real Worker in the test's event loop, against a real store, with short leases."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, replace
+from typing import Any
+
+from sqlalchemy import update
+
+from conveyor.brokers.database import DatabaseBroker
+from conveyor.core.job import Job, JobState
+from conveyor.core.retry import RetryPolicy
+from conveyor.ports import JobStore
+from conveyor.runtime.monitor import Monitor
+from conveyor.runtime.registry import TaskRegistry
+from conveyor.runtime.worker import Worker, WorkerSettings
+from conveyor.store.schema import db_now_plus, jobs
+from conveyor.store.sql import SqlJobStore
+from tests.waiting import eventually
+
+# DESIGN §8: a 2-second lease and a 0.5-second monitor must work.
+FAST = WorkerSettings(
+    worker_id="test-worker",
+    concurrency=4,
+    lease_seconds=2.0,
+    heartbeat_seconds=0.5,
+    poll_interval_seconds=0.1,
+    shutdown_grace_seconds=5.0,
+    progress_interval_seconds=0.5,
+    retry=RetryPolicy(base_seconds=0.01, max_seconds=0.05),
+    monitor_interval_seconds=0.5,
+)
+WAIT = 30.0  # deadline for anything a worker should do within a few seconds
+
+
+@dataclass
+class RunningWorker:
+    worker: Worker
+    task: asyncio.Task[None]  # running worker.run()
+    stores: list[SqlJobStore]  # its own store first, then the heartbeat thread's
+
+    async def stopped(self) -> None:
+        """Wait (with a deadline) for run() to return after a stop request."""
+        await asyncio.wait_for(asyncio.shield(self.task), timeout=WAIT)
+
+
+@asynccontextmanager
+async def running_worker(
+    database_url: str,
+    registry: TaskRegistry,
+    *,
+    store_class: type[SqlJobStore] = SqlJobStore,
+    **settings: Any,
+) -> AsyncIterator[RunningWorker]:
+    """A worker running as a task of this loop until the block ends (then stopped at once).
+
+    Every store it opens (its own, and the heartbeat thread's) is a `store_class`, so that
+    a test can count or disturb the calls made on them.
+    """
+    stores: list[SqlJobStore] = []
+
+    async def open_store() -> JobStore:
+        store = await store_class.open(database_url)
+        stores.append(store)
+        return store
+
+    store = await open_store()
+    assert isinstance(store, SqlJobStore)
+    broker = DatabaseBroker(store, poll_interval=FAST.poll_interval_seconds)
+    worker = Worker(
+        store=store,
+        broker=broker,
+        store_factory=open_store,
+        registry=registry,
+        settings=replace(FAST, **settings),
+    )
+    running = asyncio.create_task(worker.run())
+    try:
+        await ready(worker, running)
+        yield RunningWorker(worker, running, stores)
+    finally:
+        await stop(worker, running)
+        await broker.close()
+        await store.close()
+
+
+async def ready(worker: Worker, running: asyncio.Task[None]) -> None:
+    waiting = asyncio.ensure_future(worker.ready.wait())
+    await asyncio.wait({waiting, running}, timeout=WAIT, return_when=asyncio.FIRST_COMPLETED)
+    if running.done():
+        running.result()  # raises what stopped it
+    assert waiting.done(), "the worker did not become ready"
+
+
+async def stop(worker: Worker, running: asyncio.Task[None]) -> None:
+    if not running.done():
+        worker.request_stop()
+        worker.request_stop()
+    await asyncio.wait_for(running, timeout=WAIT)
+
+
+async def wait_for_state(
+    store: JobStore, job_id: str, *states: JobState, timeout: float = WAIT
+) -> Job:
+    async def reached() -> Job | None:
+        job = await store.get(job_id)
+        return job if job.state in states else None
+
+    names = "/".join(state.value for state in states)
+    return await eventually(reached, timeout=timeout, message=f"job {job_id} to be {names}")
+
+
+# Flags: named events shared by a test and the handlers it runs (same process, any thread).
+_flags: dict[str, threading.Event] = {}
+_flags_lock = threading.Lock()
+
+
+def flag(name: str) -> threading.Event:
+    with _flags_lock:
+        return _flags.setdefault(name, threading.Event())
+
+
+def new_flag() -> str:
+    """A flag name no other test uses."""
+    return f"flag-{secrets.token_hex(6)}"
+
+
+async def wait_for_flag(name: str, *, timeout: float = WAIT) -> None:
+    async def raised() -> bool:
+        return flag(name).is_set()
+
+    await eventually(raised, timeout=timeout, message=f"flag {name}")
+
+
+async def until_flag(name: str) -> None:
+    """In an async handler: wait for the test to raise the flag."""
+    # A threading.Event (plain-function handlers share it) cannot be awaited: poll it.
+    while not flag(name).is_set():
+        await asyncio.sleep(0.01)
+
+
+async def wait_until_released(worker: Worker, job_id: str) -> None:
+    """Until the worker holds no lease on the job any more (settled, or given up)."""
+
+    async def released() -> bool:
+        return job_id not in worker.active_jobs
+
+    await eventually(released, timeout=WAIT, message=f"the worker to let go of {job_id}")
+
+
+async def expire_lease(store: SqlJobStore, job_id: str) -> None:
+    """Make the job's lease look expired, as if its worker had stopped heartbeating."""
+    statement = update(jobs).where(jobs.c.id == job_id).values(lease_expires_at=db_now_plus(-60))
+    async with store.engine.begin() as connection:
+        await connection.execute(statement)
+
+
+async def steal(store: SqlJobStore, job_id: str) -> None:
+    """Expire the job's lease and rescue it; retried because a heartbeat may renew between."""
+
+    async def rescued() -> bool:
+        await expire_lease(store, job_id)
+        return (await store.rescue_expired(limit=10)).rescued == 1
+
+    await eventually(rescued, timeout=WAIT, message=f"job {job_id} to be rescued")
+
+
+@contextmanager
+def monitor_in_thread(database_url: str, **options: Any) -> Iterator[None]:
+    """A monitor on its own thread and loop: it keeps running while the test's loop is
+    blocked, like a monitor in another process would."""
+    stopping = threading.Event()
+
+    async def monitor_until_stopped() -> None:
+        store = await SqlJobStore.open(database_url)
+        monitor = Monitor(
+            store,
+            holder_id="thread-monitor",
+            interval_seconds=0.5,
+            lease_seconds=FAST.lease_seconds,
+            retention_seconds=3600,
+            **options,
+        )
+        running = asyncio.create_task(monitor.run())
+        await asyncio.to_thread(stopping.wait)
+        monitor.request_stop()
+        await running
+        await store.close()
+
+    thread = threading.Thread(target=asyncio.run, args=(monitor_until_stopped(),))
+    thread.start()
+    try:
+        yield
+    finally:
+        stopping.set()
+        thread.join(timeout=WAIT)
