@@ -39,8 +39,9 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, url: str) -> str:
-        if not url.startswith(("sqlite:", "sqlite+aiosqlite:", "postgresql:", "postgres:",
-                               "postgresql+asyncpg:")):
+        if not url.startswith(
+            ("sqlite:", "sqlite+aiosqlite:", "postgresql:", "postgres:", "postgresql+asyncpg:")
+        ):
             raise ValueError("must start with sqlite:/// or postgresql://")
         return url
 
@@ -53,9 +54,7 @@ class Settings(BaseSettings):
                 "expire between heartbeats"
             )
         if self.retry_max_seconds < self.retry_base_seconds:
-            raise ValueError(
-                "CONVEYOR_RETRY_MAX_SECONDS must be >= CONVEYOR_RETRY_BASE_SECONDS"
-            )
+            raise ValueError("CONVEYOR_RETRY_MAX_SECONDS must be >= CONVEYOR_RETRY_BASE_SECONDS")
         return self
 
 
@@ -76,8 +75,8 @@ def describe_validation_error(error: ValidationError, overrides: dict[str, Any])
         if not field:
             problems.append(message)
             continue
-        source = f"--{field.replace('_', '-')}" if field in overrides else (
-            ENV_PREFIX + field.upper()
+        source = (
+            f"--{field.replace('_', '-')}" if field in overrides else (ENV_PREFIX + field.upper())
         )
         problems.append(f"{source}: {message} (got {item.get('input')!r})")
     return "invalid configuration: " + "; ".join(problems)

@@ -67,8 +67,10 @@ def test_the_default_name_is_the_module_and_qualified_name() -> None:
     def resize(width: int) -> int:
         return width
 
-    assert resize.name == f"{__name__}.test_the_default_name_is_the_module_and_qualified_name" \
+    assert (
+        resize.name == f"{__name__}.test_the_default_name_is_the_module_and_qualified_name"
         ".<locals>.resize"
+    )
     assert registry.get(resize.name) is resize
 
 
@@ -76,8 +78,9 @@ def test_an_explicit_name_and_options_are_kept() -> None:
     registry = TaskRegistry()
     policy = RetryPolicy(base_seconds=1, max_seconds=5, non_retryable=(KeyError,))
 
-    @registry.task(name="math.square", queue="math", priority=5, max_attempts=3, timeout=60,
-                   retry=policy)
+    @registry.task(
+        name="math.square", queue="math", priority=5, max_attempts=3, timeout=60, retry=policy
+    )
     async def square(number: float) -> float:
         return number * number
 
@@ -316,9 +319,7 @@ def test_validate_names_every_bad_field() -> None:
 
 def test_validate_rejects_values_that_cannot_be_stored() -> None:
     with pytest.raises(InvalidArguments, match="NaN"):
-        TaskRegistry().task(name="anything")(lambda value: value).validate(
-            {"value": float("nan")}
-        )
+        TaskRegistry().task(name="anything")(lambda value: value).validate({"value": float("nan")})
     with pytest.raises(InvalidArguments, match="value: a value of type Opaque cannot be stored"):
         TaskRegistry().task(name="anything")(lambda value: value).validate({"value": Opaque()})
 

@@ -23,9 +23,7 @@ registry = TaskRegistry()
 
 
 @registry.task(name="geometry.plot")
-def plot(
-    points: list[Point], label: str, scale: float = 1.0, when: datetime | None = None
-) -> None:
+def plot(points: list[Point], label: str, scale: float = 1.0, when: datetime | None = None) -> None:
     """A task whose schema both validation paths share."""
 
 

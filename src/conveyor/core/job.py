@@ -117,7 +117,7 @@ class NewJob:
 
     @property
     def is_deferred(self) -> bool:
-        return self.delay is not None and self.delay > 0 or self.run_at is not None
+        return (self.delay is not None and self.delay > 0) or self.run_at is not None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,0 +1,65 @@
+"""Conveyor: durable asynchronous jobs for Python.
+
+    from conveyor import Conveyor, JobContext
+
+    app = Conveyor()
+
+    @app.task(name="math.square_sum", queue="math")
+    async def square_sum(numbers: list[float]) -> float:
+        return sum(n * n for n in numbers)
+
+Everything a user imports is here; the submodules are the implementation.
+"""
+
+from __future__ import annotations
+
+from conveyor.client import Conveyor, blocking
+from conveyor.config import Settings
+from conveyor.core.errors import (
+    ConfigError,
+    ConveyorError,
+    DuplicateTask,
+    FieldError,
+    InvalidArguments,
+    InvalidSubmission,
+    InvalidTransition,
+    JobFailed,
+    JobNotFound,
+    JobTimeout,
+    LeaseLost,
+    NonRetryableError,
+    Retry,
+    StoreUnavailable,
+    UnknownTask,
+)
+from conveyor.core.job import ErrorInfo, Job, JobState, NewJob, Progress
+from conveyor.core.retry import RetryPolicy
+from conveyor.runtime.context import JobContext
+
+__all__ = [
+    "ConfigError",
+    "Conveyor",
+    "ConveyorError",
+    "DuplicateTask",
+    "ErrorInfo",
+    "FieldError",
+    "InvalidArguments",
+    "InvalidSubmission",
+    "InvalidTransition",
+    "Job",
+    "JobContext",
+    "JobFailed",
+    "JobNotFound",
+    "JobState",
+    "JobTimeout",
+    "LeaseLost",
+    "NewJob",
+    "NonRetryableError",
+    "Progress",
+    "Retry",
+    "RetryPolicy",
+    "Settings",
+    "StoreUnavailable",
+    "UnknownTask",
+    "blocking",
+]
