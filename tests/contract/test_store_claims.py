@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from sqlalchemy import event
 
 from conveyor.core.job import JobState, NewJob
-from conveyor.ports import Claim
+from conveyor.core.outcome import Completed
+from conveyor.ports import Claim, Settlement
 from conveyor.store.sql import SqlJobStore
 from tests.waiting import eventually
 
@@ -158,28 +160,53 @@ async def test_a_new_claim_starts_without_the_last_runs_cancel_request(
     assert not claimed.job.cancel_requested
 
 
-async def test_claiming_from_a_queue_reads_the_ready_index_not_the_whole_table(
-    sqlite_url: str,
-) -> None:
-    # The ready index is partial (state = 'queued'): a backlog of finished jobs must not
-    # slow claims down. SQLite shows its plan without statistics, so check it there.
-    store = await SqlJobStore.open(sqlite_url)
+async def claim_plan(store: SqlJobStore, queues: tuple[str, ...]) -> list[str]:
+    """The lines of the database's plan for the claim statement the store runs."""
     statements: list[tuple[str, Any]] = []
 
     def record(*arguments: Any) -> None:
         statements.append((arguments[2], arguments[3]))
 
+    event.listen(store.engine.sync_engine, "before_cursor_execute", record)
     try:
-        await store.enqueue(NewJob(task="t"))
-        event.listen(store.engine.sync_engine, "before_cursor_execute", record)
-        await claim(store, queues=("default",))
-        event.remove(store.engine.sync_engine, "before_cursor_execute", record)
-        [(statement, parameters)] = [item for item in statements if item[0].startswith("UPDATE")]
-        async with store.engine.connect() as connection:
-            plan = await connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
-            details = " | ".join(str(row._mapping["detail"]) for row in plan)
+        await claim(store, queues=queues)
     finally:
-        await store.close()
+        event.remove(store.engine.sync_engine, "before_cursor_execute", record)
+    # PostgreSQL's claim starts with the CTE that locks the picked rows.
+    [(statement, parameters)] = [s for s in statements if s[0].startswith(("UPDATE", "WITH"))]
+    explain = "EXPLAIN QUERY PLAN " if store.dialect_name == "sqlite" else "EXPLAIN "
+    async with store.engine.connect() as connection:
+        plan = await connection.exec_driver_sql(explain + statement, parameters)
+        return [str(row[-1]).strip() for row in plan]
 
-    assert "USING INDEX ix_conveyor_jobs_ready" in details
-    assert "SCAN conveyor_jobs" not in details
+
+@pytest.mark.parametrize(
+    ("queues", "index"),
+    [
+        pytest.param(("q1",), "ix_conveyor_jobs_ready", id="one-queue"),
+        pytest.param((), "ix_conveyor_jobs_ready_all_queues", id="all-queues"),
+    ],
+)
+async def test_claims_read_a_ready_index_in_claim_order_not_the_whole_table(
+    store: SqlJobStore, queues: tuple[str, ...], index: str
+) -> None:
+    # The ready indexes are partial (state = 'queued') and in claim order: neither a backlog
+    # of finished jobs nor the number of queued jobs may slow a claim down.
+    await store.enqueue_many(
+        [NewJob(task="t", queue=f"q{n % 4}", priority=n % 3) for n in range(2000)]
+    )
+    finished = await claim(store, limit=1000)
+    await store.settle([Settlement(c.job.id, c.token, Completed(None)) for c in finished])
+    if store.dialect_name == "postgresql":
+        async with store.engine.begin() as connection:
+            await connection.exec_driver_sql("ANALYZE conveyor_jobs")
+
+    plan = await claim_plan(store, queues)
+
+    assert any(index in line.split() for line in plan), plan
+    if store.dialect_name == "sqlite":
+        assert "SCAN conveyor_jobs" not in plan, plan  # SCAN without USING INDEX
+        assert not any("TEMP B-TREE" in line for line in plan), plan
+    else:
+        assert not any("Seq Scan" in line for line in plan), plan
+        assert not any("Sort" in line for line in plan), plan

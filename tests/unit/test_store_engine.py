@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 from sqlalchemy.engine import make_url
 
 from conveyor.core.errors import ConfigError
-from conveyor.store.engine import describe_database, is_unavailable, normalize_url
+from conveyor.store.engine import describe_database, dump_json, is_unavailable, normalize_url
 
 
 @pytest.mark.parametrize(
@@ -45,3 +46,30 @@ def test_connection_errors_count_as_unavailable_and_query_errors_do_not() -> Non
     assert is_unavailable(ConnectionRefusedError(111, "refused"))
     assert is_unavailable(TimeoutError())
     assert not is_unavailable(ValueError("bad argument"))
+
+
+@pytest.mark.parametrize(
+    ("value", "written"),
+    [
+        (1e16, "10000000000000000.0"),
+        (-1.2345678901234568e20, "-123456789012345680000.0"),
+        (1e15, "1000000000000000.0"),
+        (1.5e-7, "1.5e-7"),
+        (2**63, "9223372036854775808"),
+    ],
+)
+def test_json_spells_out_floats_that_postgres_would_read_back_as_ints(
+    value: float, written: str
+) -> None:
+    # jsonb prints 1e+16 as 10000000000000000, which reads back as an int.
+    assert dump_json(value) == written
+    assert repr(orjson.loads(dump_json(value))) == repr(value)
+
+
+def test_json_leaves_exponents_inside_strings_alone() -> None:
+    document = {"1e+16": ['say "1e+16"', 1e16, '\\"1e+16']}
+
+    written = dump_json(document)
+
+    assert written == '{"1e+16":["say \\"1e+16\\"",10000000000000000.0,"\\\\\\"1e+16"]}'
+    assert orjson.loads(written) == document

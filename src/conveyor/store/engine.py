@@ -7,7 +7,9 @@ SQLite gets its pragmas on every pooled connection and takes the write lock up f
 from __future__ import annotations
 
 import contextlib
+import re
 import sqlite3
+from decimal import Decimal
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -42,15 +44,30 @@ _SQLITE_PRAGMAS = (
 )
 
 
+# A float that orjson writes with a positive exponent, or a string (matched only to be
+# skipped, so that text inside strings is never touched).
+_EXPONENT_FLOAT_OR_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"|-?\d+(?:\.\d+)?e\+\d+')
+
+
 def dump_json(value: Any) -> str:
-    return orjson.dumps(value).decode()
+    """JSON text for `value` that reads back as an equal value of the same types everywhere."""
+    text = orjson.dumps(value)
+    if b"e+" in text:
+        text = _EXPONENT_FLOAT_OR_STRING.sub(_spelled_out, text)
+    return text.decode()
 
 
-def load_json(value: str | bytes | int | float) -> Any:
-    # SQLite gives a column declared JSON numeric affinity, so a document that is a bare
-    # number (a task returning 42) comes back as that number, not as its JSON text.
-    if isinstance(value, int | float):
-        return value
+def _spelled_out(match: re.Match[bytes]) -> bytes:
+    # orjson writes floats from 1e16 up as "1e+16". jsonb keeps a number's digits but not
+    # its notation and prints it as 10000000000000000, which reads back as an int; written
+    # out with ".0" it stays a float. (Exact: floats that large are whole numbers.)
+    token = match.group()
+    if token.startswith(b'"'):
+        return token
+    return format(Decimal(token.decode()), "f").encode() + b".0"
+
+
+def load_json(value: str | bytes) -> Any:
     return orjson.loads(value)
 
 

@@ -27,7 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.compiler import SQLCompiler, TypeCompiler
 from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
@@ -70,7 +70,7 @@ class Instant(TypeDecorator[datetime]):
 
 
 class Document(TypeDecorator[Any]):
-    """JSON: jsonb on PostgreSQL, JSON text on SQLite."""
+    """JSON: jsonb on PostgreSQL, JSON text in a TEXT column on SQLite."""
 
     impl = JSON
     cache_ok = True
@@ -79,6 +79,13 @@ class Document(TypeDecorator[Any]):
         if dialect.name == "postgresql":
             return dialect.type_descriptor(JSONB())
         return dialect.type_descriptor(JSON())
+
+
+@compiles(Document, "sqlite")
+def _document_column_sqlite(element: Document, compiler: TypeCompiler, **kw: Any) -> str:
+    # Declared JSON, a column would get NUMERIC affinity: SQLite would store the document
+    # 14.0 as the integer 14. TEXT affinity keeps every document's text as it was written.
+    return "TEXT"
 
 
 class db_now(FunctionElement[datetime]):  # lower case: reads as a SQL function
@@ -164,6 +171,15 @@ jobs = Table(
     Index(
         "ix_conveyor_jobs_ready",
         "queue",
+        text("priority DESC"),
+        "run_at",
+        "id",
+        postgresql_where=text("state = 'queued'"),
+        sqlite_where=text("state = 'queued'"),
+    ),
+    # The same order across every queue, for claims that name no queue.
+    Index(
+        "ix_conveyor_jobs_ready_all_queues",
         text("priority DESC"),
         "run_at",
         "id",

@@ -31,7 +31,9 @@ def instant() -> sa.types.TypeEngine[Any]:
 
 
 def document() -> sa.types.TypeEngine[Any]:
-    return sa.JSON().with_variant(JSONB(), "postgresql")
+    # TEXT on SQLite: a column declared JSON gets NUMERIC affinity there, and SQLite would
+    # store the document 14.0 as the integer 14.
+    return sa.Text().with_variant(JSONB(), "postgresql")
 
 
 def upgrade() -> None:
@@ -91,6 +93,8 @@ def partial_index(name: str, columns: list[str | sa.TextClause], where: str) -> 
 def create_job_indexes() -> None:
     ready: list[str | sa.TextClause] = ["queue", sa.text("priority DESC"), "run_at", "id"]
     partial_index("ix_conveyor_jobs_ready", ready, "state = 'queued'")
+    # The same order across every queue, for claims that name no queue.
+    partial_index("ix_conveyor_jobs_ready_all_queues", ready[1:], "state = 'queued'")
     partial_index("ix_conveyor_jobs_due", ["run_at"], "state IN ('scheduled', 'retryable')")
     partial_index("ix_conveyor_jobs_leases", ["lease_expires_at"], "state = 'running'")
     partial_index("ix_conveyor_jobs_held", ["worker_id"], "state = 'running'")
