@@ -7,15 +7,24 @@ lease token: once a lease is rescued or settled, a stale holder's writes match n
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from functools import cache
 from typing import Any
 
 from sqlalchemy import ColumnElement, Subquery, case, false, func, null, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.dml import ReturningUpdate
 
 from conveyor.core.job import TERMINAL_STATES, JobState, Transition, rule
 from conveyor.core.outcome import Cancelled, Completed, Failed, Released, Retrying, transition_for
 from conveyor.ports import Claim, ProgressUpdate, Renewal, Settlement
-from conveyor.store.expressions import Kind, appended, json_batch, state_in
+from conveyor.store.expressions import (
+    Kind,
+    appended,
+    batch_parameter,
+    encode_batch,
+    json_batch,
+    state_in,
+)
 from conveyor.store.ids import new_lease_token
 from conveyor.store.notify import notify_ready
 from conveyor.store.rows import error_document, job_from_row, progress_document
@@ -37,6 +46,13 @@ _SETTLEMENT = {
     "progress": Kind.DOCUMENT,
 }
 _PROGRESS = {"id": Kind.TEXT, "token": Kind.TEXT, "progress": Kind.DOCUMENT}
+_SETTLE_TRANSITIONS = (
+    Transition.COMPLETE,
+    Transition.RETRY_LATER,
+    Transition.FAIL,
+    Transition.CANCEL_RUNNING,
+    Transition.RELEASE,
+)
 
 
 def picked(
@@ -168,21 +184,33 @@ async def settle(connection: AsyncConnection, settlements: Sequence[Settlement])
     if not settlements:
         return frozenset()
     dialect = connection.dialect.name
-    batch = json_batch(dialect, "settled", _SETTLEMENT, list(map(_settlement_row, settlements)))
-    sources = set().union(*(rule(transition_for(s.outcome)).sources for s in settlements))
-    statement = (
+    rows = map(_settlement_row, settlements)
+    batch = {batch_parameter("settled"): encode_batch(dialect, _SETTLEMENT, rows)}
+    result = (await connection.execute(_settle_statement(dialect), batch)).all()
+    await notify_ready(connection, (row.queue for row in result if row.state == "queued"))
+    return frozenset(row.id for row in result)
+
+
+# The states an outcome may be applied to: the sources of every settling transition.
+_SETTLED_FROM: frozenset[JobState] = frozenset().union(
+    *(rule(transition).sources for transition in _SETTLE_TRANSITIONS)
+)
+
+
+@cache
+def _settle_statement(dialect: str) -> ReturningUpdate[Any]:
+    """Built once per dialect; the batch travels as one JSON parameter."""
+    batch = json_batch(dialect, "settled", _SETTLEMENT)
+    return (
         update(jobs)
         .where(
             jobs.c.id == batch.c.id,
             jobs.c.lease_token == batch.c.token,
-            state_in(sources),
+            state_in(_SETTLED_FROM),
         )
         .values(_settled_values(batch))
         .returning(jobs.c.id, jobs.c.state, jobs.c.queue)
     )
-    rows = (await connection.execute(statement)).all()
-    await notify_ready(connection, (row.queue for row in rows if row.state == "queued"))
-    return frozenset(row.id for row in rows)
 
 
 def _settled_values(batch: Subquery) -> dict[str, Any]:
@@ -216,15 +244,22 @@ async def record_progress(
         {"id": update.job_id, "token": update.token, "progress": progress_document(update.progress)}
         for update in updates
     ]
-    batch = json_batch(connection.dialect.name, "reported", _PROGRESS, rows)
-    statement = (
+    dialect = connection.dialect.name
+    batch = {batch_parameter("reported"): encode_batch(dialect, _PROGRESS, rows)}
+    result = await connection.execute(_progress_statement(dialect), batch)
+    return frozenset(result.scalars())
+
+
+@cache
+def _progress_statement(dialect: str) -> ReturningUpdate[Any]:
+    reported = json_batch(dialect, "reported", _PROGRESS)
+    return (
         update(jobs)
         .where(
-            jobs.c.id == batch.c.id,
-            jobs.c.lease_token == batch.c.token,
+            jobs.c.id == reported.c.id,
+            jobs.c.lease_token == reported.c.token,
             state_in([_RUNNING]),
         )
-        .values(progress=batch.c.progress)
+        .values(progress=reported.c.progress)
         .returning(jobs.c.id)
     )
-    return frozenset((await connection.execute(statement)).scalars())

@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Insert, Subquery, Table, and_, case, false, func, literal, select, true
+from sqlalchemy import (
+    Insert,
+    Select,
+    Subquery,
+    Table,
+    and_,
+    case,
+    false,
+    func,
+    literal,
+    select,
+    true,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from conveyor.core.job import Job, JobState, NewJob
 from conveyor.ports import Enqueued
-from conveyor.store.expressions import Kind, document, json_batch
+from conveyor.store.expressions import Kind, batch_parameter, document, encode_batch, json_batch
 from conveyor.store.ids import new_job_id
 from conveyor.store.notify import notify_ready
 from conveyor.store.rows import job_from_row
@@ -49,7 +62,8 @@ async def insert_jobs(connection: AsyncConnection, submitted: Sequence[NewJob]) 
     dialect = connection.dialect.name
     ids = [new_job_id() for _ in submitted]
     rows = [_submitted_row(job_id, job) for job_id, job in zip(ids, submitted, strict=True)]
-    result = await connection.execute(_insert_statement(dialect, rows))
+    batch = {batch_parameter("submitted"): encode_batch(dialect, _SUBMITTED, rows)}
+    result = await connection.execute(_insert_statement(dialect), batch)
     created = {job.id: job for job in map(job_from_row, result)}
     existing = await _existing_jobs(connection, submitted, ids, created)
     await notify_ready(connection, (j.queue for j in created.values() if _is_ready(j)))
@@ -76,8 +90,10 @@ def _submitted_row(job_id: str, job: NewJob) -> dict[str, Any]:
     }
 
 
-def _insert_statement(dialect: str, rows: Sequence[Mapping[str, Any]]) -> Insert:
-    batch = json_batch(dialect, "submitted", _SUBMITTED, rows)
+@cache
+def _insert_statement(dialect: str) -> Insert:
+    """Built once per dialect: constructing the statement cost more than running it."""
+    batch = json_batch(dialect, "submitted", _SUBMITTED)
     source = _job_values(batch)
     statement = dialect_insert(dialect, jobs).from_select(
         list(source),
@@ -134,18 +150,25 @@ async def _existing_jobs(
     }
     if not keys:
         return {}
+    dialect = connection.dialect.name
     rows = [{"tenant": tenant, "idempotency_key": key} for tenant, key in keys]
-    batch = json_batch(connection.dialect.name, "known", _KEYS, rows)
-    query = select(jobs).join(
-        batch,
-        and_(jobs.c.tenant == batch.c.tenant, jobs.c.idempotency_key == batch.c.idempotency_key),
-    )
-    found = {_key_of_job(job): job for job in map(job_from_row, await connection.execute(query))}
+    batch = {batch_parameter("known"): encode_batch(dialect, _KEYS, rows)}
+    result = await connection.execute(_existing_query(dialect), batch)
+    found = {_key_of_job(job): job for job in map(job_from_row, result)}
     missing = keys - found.keys()
     if missing:
         # Only a concurrent delete between the INSERT and this SELECT can get here.
         raise RuntimeError(f"jobs with idempotency keys {sorted(map(str, missing))} vanished")
     return found
+
+
+@cache
+def _existing_query(dialect: str) -> Select[Any]:
+    known = json_batch(dialect, "known", _KEYS)
+    return select(jobs).join(
+        known,
+        and_(jobs.c.tenant == known.c.tenant, jobs.c.idempotency_key == known.c.idempotency_key),
+    )
 
 
 def _key_of_job(job: Job) -> tuple[str, str | None]:

@@ -7,7 +7,7 @@ size: no bound-parameter limits, one statement per batch.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from enum import Enum
 from typing import Any
@@ -145,18 +145,27 @@ _POSTGRES_TYPES: Mapping[Kind, TypeEngine[Any]] = {
 }
 
 
-def json_batch(
-    dialect: str,
-    name: str,
-    columns: Mapping[str, Kind],
-    rows: Sequence[Mapping[str, Any]],
-) -> Subquery:
-    """`rows` as a table named `name` with typed `columns`, bound as one JSON value."""
-    encoded = [_encode_row(dialect, columns, row) for row in rows]
-    parameter = bindparam(f"{name}_batch", value=encoded, type_=Document())
+def json_batch(dialect: str, name: str, columns: Mapping[str, Kind]) -> Subquery:
+    """A table named `name` with typed `columns`, unpacked from one JSON parameter.
+
+    The parameter is `batch_parameter(name)`; pass `encode_batch(...)` as its value at
+    execution. Statements over a batch can then be built once and reused.
+    """
+    parameter = bindparam(batch_parameter(name), type_=Document())
     if dialect == "postgresql":
         return _postgres_batch(parameter, name, columns).subquery(name)
     return _sqlite_batch(parameter, name, columns).subquery(name)
+
+
+def batch_parameter(name: str) -> str:
+    return f"{name}_batch"
+
+
+def encode_batch(
+    dialect: str, columns: Mapping[str, Kind], rows: Iterable[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """`rows` as the JSON value of a `json_batch` parameter."""
+    return [_encode_row(dialect, columns, row) for row in rows]
 
 
 def _encode_row(
