@@ -1,0 +1,218 @@
+"""The Python API of DESIGN.md §5, through the Conveyor facade, on every backend."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import datetime
+
+import pytest
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from conveyor import (
+    Conveyor,
+    InvalidArguments,
+    InvalidSubmission,
+    JobFailed,
+    JobState,
+    NonRetryableError,
+    UnknownTask,
+    blocking,
+)
+from conveyor.config import load_settings
+from conveyor.ports import JobFilter
+from conveyor.runtime.worker import Worker
+
+FAST = {
+    "lease_seconds": 2,
+    "heartbeat_seconds": 0.5,
+    "poll_interval_seconds": 0.1,
+    "monitor_interval_seconds": 0.5,
+    "retry_base_seconds": 0.01,
+    "retry_max_seconds": 0.05,
+}
+
+
+def build_app(database_url: str) -> Conveyor:
+    app = Conveyor(load_settings(database_url=database_url, **FAST))
+
+    @app.task(name="math.square_sum", queue="math", max_attempts=3)
+    async def square_sum(numbers: list[float]) -> float:
+        return sum(number * number for number in numbers)
+
+    @app.task(name="always.refuses")
+    def refuses() -> None:
+        raise NonRetryableError("the input can never work")
+
+    return app
+
+
+@pytest.fixture
+async def app(database_url: str) -> AsyncIterator[Conveyor]:
+    application = build_app(database_url)
+    yield application
+    await application.close()
+
+
+async def start_worker(app: Conveyor) -> tuple[Worker, asyncio.Task[None]]:
+    worker = await app.build_worker()
+    running = asyncio.create_task(worker.run())
+    await asyncio.wait_for(worker.ready.wait(), timeout=30)
+    return worker, running
+
+
+async def stop_worker(worker: Worker, running: asyncio.Task[None]) -> None:
+    worker.request_stop()
+    await asyncio.wait_for(running, timeout=30)
+
+
+async def count_jobs(app: Conveyor) -> int:
+    return len((await app.list_jobs(JobFilter(), limit=500)).items)
+
+
+async def test_a_task_enqueued_from_its_function_runs_and_wait_returns_the_result(
+    app: Conveyor,
+) -> None:
+    worker, running = await start_worker(app)
+    try:
+        square_sum = app.registry.get("math.square_sum")
+        assert square_sum is not None
+        job = await square_sum.enqueue(numbers=[1, 2, 3])
+
+        assert job.queue == "math"
+        assert job.max_attempts == 3
+        assert await app.wait(job.id, timeout=30) == 14.0
+    finally:
+        await stop_worker(worker, running)
+
+
+async def test_wait_raises_job_failed_when_the_job_ends_in_the_dead_letter_queue(
+    app: Conveyor,
+) -> None:
+    worker, running = await start_worker(app)
+    try:
+        job = await app.enqueue("always.refuses")
+        with pytest.raises(JobFailed, match="the input can never work") as failure:
+            await app.wait(job.id, timeout=30)
+        assert failure.value.state == "failed"
+        assert (await app.get(job.id)).attempt == 1  # not retryable: no second attempt
+    finally:
+        await stop_worker(worker, running)
+
+
+async def test_wait_times_out_while_the_job_has_not_ended(app: Conveyor) -> None:
+    job = await app.enqueue("math.square_sum", {"numbers": [1]})
+    with pytest.raises(TimeoutError):
+        await app.wait(job.id, timeout=0.2)
+
+
+async def test_an_unknown_task_is_refused_and_nothing_is_stored(app: Conveyor) -> None:
+    with pytest.raises(UnknownTask, match=r"'math\.cube'"):
+        await app.enqueue("math.cube", {"numbers": [1]})
+    assert await count_jobs(app) == 0
+
+
+async def test_arguments_not_matching_the_signature_name_each_field_and_problem(
+    app: Conveyor,
+) -> None:
+    with pytest.raises(InvalidArguments) as refused:
+        await app.enqueue("math.square_sum", {"numbers": "many", "extra": 1})
+
+    problems = {".".join(map(str, p.location)): p.message for p in refused.value.problems}
+    assert set(problems) == {"numbers", "extra"}
+    assert "unexpected" in problems["extra"]
+    assert await count_jobs(app) == 0
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"delay": -1}, "delay"),
+        ({"priority": 10**9}, "priority"),
+        ({"max_attempts": 0}, "max_attempts"),
+        ({"run_at": datetime(2030, 1, 1)}, "run_at"),
+        ({"queue": "has space"}, "queue"),
+        ({"idempotency_key": ""}, "idempotency_key"),
+    ],
+)
+async def test_invalid_options_are_refused_naming_the_field(
+    app: Conveyor, options: dict[str, object], field: str
+) -> None:
+    with pytest.raises(InvalidSubmission) as refused:
+        await app.enqueue("math.square_sum", {"numbers": [1]}, **options)  # type: ignore[arg-type]
+    assert [problem.location[0] for problem in refused.value.problems] == [field]
+    assert await count_jobs(app) == 0
+
+
+async def test_values_json_cannot_hold_are_refused_on_every_backend(app: Conveyor) -> None:
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(InvalidArguments, match="numbers"):
+            await app.enqueue("math.square_sum", {"numbers": [bad]})
+    assert await count_jobs(app) == 0
+
+
+async def test_a_producer_without_the_task_code_validates_against_the_registered_schema(
+    app: Conveyor, database_url: str
+) -> None:
+    worker, running = await start_worker(app)  # registers the tasks in the store
+    producer = Conveyor(load_settings(database_url=database_url))
+    try:
+        with pytest.raises(InvalidArguments, match="numbers"):
+            await producer.enqueue("math.square_sum", {"numbers": "many"})
+        job = await producer.enqueue("math.square_sum", {"numbers": [2]})
+        assert job.queue == "math"  # the registered task's defaults apply
+        assert await producer.wait(job.id, timeout=30) == 4.0
+    finally:
+        await producer.close()
+        await stop_worker(worker, running)
+
+
+async def test_enqueue_many_stores_every_job_or_none(app: Conveyor) -> None:
+    jobs = await app.enqueue_many("math.square_sum", [{"numbers": [1]}, {"numbers": [2]}])
+    assert [job.args for job in jobs] == [{"numbers": [1.0]}, {"numbers": [2.0]}]
+
+    with pytest.raises(InvalidArguments):
+        await app.enqueue_many("math.square_sum", [{"numbers": [3]}, {"numbers": "x"}])
+    assert await count_jobs(app) == 2
+
+
+async def test_a_repeated_idempotency_key_returns_the_first_job(app: Conveyor) -> None:
+    first = await app.enqueue("math.square_sum", {"numbers": [1]}, idempotency_key="order-42")
+    again = await app.enqueue("math.square_sum", {"numbers": [1]}, idempotency_key="order-42")
+    assert again.id == first.id
+    assert await count_jobs(app) == 1
+
+
+async def test_blocking_runs_the_api_from_synchronous_code(app: Conveyor) -> None:
+    def synchronous_caller() -> JobState:
+        job = blocking(app.enqueue("math.square_sum", {"numbers": [1]}, delay=60))
+        state = blocking(app.get(job.id)).state
+        blocking(app.close())  # closes what the shared background loop opened
+        return state
+
+    assert await asyncio.to_thread(synchronous_caller) is JobState.SCHEDULED
+
+    coroutine = app.counts()
+    with pytest.raises(RuntimeError, match="use await"):
+        blocking(coroutine)
+
+
+@pytest.mark.postgres
+async def test_a_job_enqueued_in_the_callers_transaction_exists_only_if_it_commits(
+    postgres_url: str,
+) -> None:
+    app = build_app(postgres_url)
+    engine = create_async_engine(postgres_url.replace("postgresql://", "postgresql+asyncpg://"))
+    try:
+        async with engine.connect() as connection:
+            transaction = await connection.begin()
+            await app.enqueue("math.square_sum", {"numbers": [1]}, connection=connection)
+            await transaction.rollback()  # the caller's own work failed
+        assert await count_jobs(app) == 0
+
+        async with engine.begin() as connection:
+            job = await app.enqueue("math.square_sum", {"numbers": [1]}, connection=connection)
+        assert (await app.get(job.id)).state is JobState.QUEUED
+    finally:
+        await engine.dispose()
+        await app.close()
