@@ -150,8 +150,14 @@ class JobStore(Protocol):
         """Claim exactly these jobs where they are still `queued` (for id-based brokers)."""
         ...
 
-    async def renew(self, *, worker_id: str, lease_seconds: float) -> Renewal:
-        """Extend every lease this worker holds, in one statement."""
+    async def renew(
+        self, *, worker_id: str, job_ids: Collection[str], lease_seconds: float
+    ) -> Renewal:
+        """Extend, in one statement, the leases this worker holds on `job_ids`.
+
+        Only the jobs the worker knows it runs: a claim whose reply was lost (the connection
+        dropped after the commit) is left to expire and be rescued, not renewed forever.
+        """
         ...
 
     async def settle(self, settlements: Sequence[Settlement]) -> frozenset[str]:

@@ -91,7 +91,7 @@ async def test_every_operation_raises_store_unavailable_once_the_database_is_gon
             store.ping(),
             store.enqueue(NewJob(task="t")),
             store.claim(worker_id="w", queues=(), limit=1, lease_seconds=30),
-            store.renew(worker_id="w", lease_seconds=30),
+            store.renew(worker_id="w", job_ids=["j"], lease_seconds=30),
             store.list_workers(),
             store.try_lead(holder="m", ttl_seconds=30),
         ]

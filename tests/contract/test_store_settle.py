@@ -195,18 +195,25 @@ async def test_settle_of_nothing_applies_nothing(store: SqlJobStore) -> None:
 # heartbeats -----------------------------------------------------------------------------
 
 
-async def test_renew_extends_every_lease_the_worker_holds(store: SqlJobStore) -> None:
-    await store.enqueue_many([NewJob(task="t") for _ in range(3)])
+async def test_renew_extends_the_leases_the_worker_names_and_no_others(
+    store: SqlJobStore,
+) -> None:
+    await store.enqueue_many([NewJob(task="t") for _ in range(4)])
     mine = await store.claim(worker_id="w1", queues=(), limit=2, lease_seconds=-1)
+    # A claim whose reply never reached w1 (the connection dropped after the commit):
+    # w1 does not know it holds this job, so it must not keep it alive by renewing.
+    orphan = await store.claim(worker_id="w1", queues=(), limit=1, lease_seconds=-1)
     theirs = await store.claim(worker_id="w2", queues=(), limit=1, lease_seconds=-1)
+    named = [claim.job.id for claim in mine] + [theirs[0].job.id]
 
-    renewal = await store.renew(worker_id="w1", lease_seconds=LEASE)
+    renewal = await store.renew(worker_id="w1", job_ids=named, lease_seconds=LEASE)
     rescued = await store.rescue_expired(limit=10)
 
     assert renewal.held == {claim.job.id for claim in mine}
     assert renewal.cancel_requested == frozenset()
-    assert rescued.rescued == 1
+    assert rescued.rescued == 2
     assert (await store.get(theirs[0].job.id)).state is JobState.QUEUED
+    assert (await store.get(orphan[0].job.id)).state is JobState.QUEUED
 
 
 async def test_renew_reports_cancel_requests(store: SqlJobStore) -> None:
@@ -214,7 +221,9 @@ async def test_renew_reports_cancel_requests(store: SqlJobStore) -> None:
     first, second = await store.claim(worker_id="w1", queues=(), limit=2, lease_seconds=LEASE)
     await store.cancel(second.job.id)
 
-    renewal = await store.renew(worker_id="w1", lease_seconds=LEASE)
+    renewal = await store.renew(
+        worker_id="w1", job_ids=[first.job.id, second.job.id], lease_seconds=LEASE
+    )
 
     assert renewal.held == {first.job.id, second.job.id}
     assert renewal.cancel_requested == {second.job.id}
@@ -224,7 +233,7 @@ async def test_renew_no_longer_reports_settled_jobs(store: SqlJobStore) -> None:
     claim = await claimed(store)
     await settle(store, claim, Completed(None))
 
-    renewal = await store.renew(worker_id="w1", lease_seconds=LEASE)
+    renewal = await store.renew(worker_id="w1", job_ids=[claim.job.id], lease_seconds=LEASE)
 
     assert renewal.held == frozenset()
 

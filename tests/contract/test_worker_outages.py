@@ -67,9 +67,13 @@ class FlakyStore(SqlJobStore):
         self._reach("settle")
         return await super().settle(settlements)
 
-    async def renew(self, *, worker_id: str, lease_seconds: float) -> Renewal:
+    async def renew(
+        self, *, worker_id: str, job_ids: Collection[str], lease_seconds: float
+    ) -> Renewal:
         self._reach("renew")
-        return await super().renew(worker_id=worker_id, lease_seconds=lease_seconds)
+        return await super().renew(
+            worker_id=worker_id, job_ids=job_ids, lease_seconds=lease_seconds
+        )
 
 
 @pytest.fixture(autouse=True)

@@ -222,7 +222,7 @@ class Heartbeat:
         settings = self._settings
         try:
             renewal = await store.renew(
-                worker_id=settings.worker_id, lease_seconds=settings.lease_seconds
+                worker_id=settings.worker_id, job_ids=held, lease_seconds=settings.lease_seconds
             )
             self._send(compare(held, renewal))
             await store.worker_heartbeat(worker_id=settings.worker_id, running_jobs=len(held))

@@ -138,10 +138,18 @@ async def _take(
     return [Claim(job_from_row(row), token) for row in result]
 
 
-async def renew(connection: AsyncConnection, *, worker_id: str, lease_seconds: float) -> Renewal:
+async def renew(
+    connection: AsyncConnection,
+    *,
+    worker_id: str,
+    job_ids: Collection[str],
+    lease_seconds: float,
+) -> Renewal:
+    if not job_ids:
+        return Renewal(held=frozenset(), cancel_requested=frozenset())
     statement = (
         update(jobs)
-        .where(jobs.c.worker_id == worker_id, state_in([_RUNNING]))
+        .where(jobs.c.id.in_(sorted(job_ids)), jobs.c.worker_id == worker_id, state_in([_RUNNING]))
         .values(lease_expires_at=db_now_plus(lease_seconds))
         .returning(jobs.c.id, jobs.c.cancel_requested)
     )

@@ -126,9 +126,13 @@ class SqlJobStore:
                 connection, worker_id=worker_id, job_ids=job_ids, lease_seconds=lease_seconds
             )
 
-    async def renew(self, *, worker_id: str, lease_seconds: float) -> Renewal:
+    async def renew(
+        self, *, worker_id: str, job_ids: Collection[str], lease_seconds: float
+    ) -> Renewal:
         async with self._writing() as connection:
-            return await claims.renew(connection, worker_id=worker_id, lease_seconds=lease_seconds)
+            return await claims.renew(
+                connection, worker_id=worker_id, job_ids=job_ids, lease_seconds=lease_seconds
+            )
 
     async def settle(self, settlements: Sequence[Settlement]) -> frozenset[str]:
         if not settlements:
