@@ -43,6 +43,19 @@ async def block_event_loop(name: str) -> str:
     return "survived"
 
 
+@registry.task(name="block_handler_loop")
+async def block_handler_loop(started: str, finished: str) -> str:
+    flag(started).set()
+    time.sleep(BLOCK_SECONDS)
+    flag(finished).set()
+    return "survived"
+
+
+@registry.task(name="quick")
+def quick() -> str:  # a plain function: the blocked handler loop cannot delay it
+    return "quick"
+
+
 @registry.task(name="hold")
 async def hold(started: str, release: str, interrupted: str) -> str:
     flag(started).set()
@@ -75,6 +88,25 @@ async def test_a_handler_blocking_the_event_loop_past_its_lease_is_not_rescued(
 
     assert (done.result, done.attempt, done.errors) == ("survived", 1, ())
     assert runs[name] == 1
+
+
+async def test_the_worker_claims_and_settles_while_an_async_handler_blocks_its_loop(
+    database_url: str, store: SqlJobStore
+) -> None:
+    # When async handlers shared the worker's loop, nothing was claimed or settled while
+    # one blocked it, and a write in flight kept SQLite locked, so no lease was renewed.
+    started, finished = new_flag(), new_flag()
+    async with running_worker(database_url, registry, concurrency=2):  # its monitor is on
+        args = {"started": started, "finished": finished}
+        slow = (await store.enqueue(NewJob(task="block_handler_loop", args=args))).job
+        await wait_for_flag(started)
+        fast = (await store.enqueue(NewJob(task="quick"))).job
+        fast_done = await wait_for_state(store, fast.id, JobState.COMPLETED)
+        assert not flag(finished).is_set()  # done while the first handler still blocks
+        slow_done = await wait_for_state(store, slow.id, JobState.COMPLETED)
+
+    assert fast_done.result == "quick"
+    assert (slow_done.result, slow_done.attempt, slow_done.errors) == ("survived", 1, ())
 
 
 async def hold_and_steal(store: SqlJobStore) -> tuple[str, dict[str, str]]:

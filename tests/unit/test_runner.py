@@ -1,4 +1,7 @@
-"""The runner turns one claimed job into an Outcome: results, retries, timeouts, failures."""
+"""The runner turns one claimed job into an Outcome: results, retries, timeouts, failures.
+
+Every test taking `runner` runs twice: with async handlers on the caller's own loop, and on
+a handler loop (as in a worker); the outcomes must be the same."""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ import asyncio
 import contextvars
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, NoReturn
@@ -20,6 +23,7 @@ from conveyor.core.outcome import Completed, Failed, Outcome, Released, Retrying
 from conveyor.core.retry import RetryPolicy
 from conveyor.ports import Claim
 from conveyor.runtime.context import JobContext
+from conveyor.runtime.handler_loop import HandlerLoop
 from conveyor.runtime.registry import TaskRegistry
 from conveyor.runtime.runner import Runner
 
@@ -140,15 +144,63 @@ async def interrupt() -> NoReturn:
     raise KeyboardInterrupt
 
 
+@registry.task(name="exit_async")
+async def exit_async() -> None:
+    raise SystemExit(4)
+
+
+@registry.task(name="async_thread_id")
+async def async_thread_id() -> int:
+    return threading.get_ident()
+
+
+@registry.task(name="read_request_id_async")
+async def read_request_id_async() -> str:
+    return request_id.get()
+
+
+@registry.task(name="stubborn")
+async def stubborn(context: JobContext) -> str:
+    context.progress(0, "started")
+    try:
+        await asyncio.Event().wait()
+    except asyncio.CancelledError:
+        return "finished anyway"
+    return "never"
+
+
+cleanups: list[str] = []
+
+
+@registry.task(name="clean_up_when_cancelled")
+async def clean_up_when_cancelled(context: JobContext) -> None:
+    context.progress(0, "started")
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await asyncio.sleep(0.01)
+        cleanups.append(context.job_id)
+
+
 @pytest.fixture
 def executor() -> Iterator[ThreadPoolExecutor]:
     with ThreadPoolExecutor(max_workers=4, thread_name_prefix="handler") as pool:
         yield pool
 
 
-@pytest.fixture
-def runner(executor: ThreadPoolExecutor) -> Runner:
-    return Runner(registry, executor=executor, default_retry=DEFAULT_RETRY)
+@pytest.fixture(params=["current loop", "handler loop"])
+async def runner(
+    request: pytest.FixtureRequest, executor: ThreadPoolExecutor
+) -> AsyncIterator[Runner]:
+    if request.param == "current loop":
+        yield Runner(registry, executor=executor, default_retry=DEFAULT_RETRY)
+        return
+    handler_loop = HandlerLoop()
+    handler_loop.start()
+    yield Runner(
+        registry, executor=executor, handler_loop=handler_loop, default_retry=DEFAULT_RETRY
+    )
+    assert await handler_loop.stop(timeout=30)
 
 
 def make_claim(
@@ -197,10 +249,36 @@ async def test_a_plain_function_runs_in_a_worker_thread(runner: Runner) -> None:
     assert outcome.result != threading.get_ident()
 
 
-async def test_a_plain_function_sees_the_callers_context_variables(runner: Runner) -> None:
+@pytest.mark.parametrize("task", ["read_request_id", "read_request_id_async"])
+async def test_a_handler_sees_the_callers_context_variables(runner: Runner, task: str) -> None:
     request_id.set("req-42")
-    outcome, _ = await run(runner, make_claim("read_request_id"))
+    outcome, _ = await run(runner, make_claim(task))
     assert outcome == Completed("req-42")
+
+
+async def test_with_a_handler_loop_async_handlers_run_off_the_callers_thread(
+    executor: ThreadPoolExecutor,
+) -> None:
+    handler_loop = HandlerLoop()
+    handler_loop.start()
+    runner = Runner(
+        registry, executor=executor, handler_loop=handler_loop, default_retry=DEFAULT_RETRY
+    )
+    outcome, _ = await run(runner, make_claim("async_thread_id"))
+    await handler_loop.stop(timeout=30)
+    assert isinstance(outcome, Completed)
+    assert outcome.result != threading.get_ident()
+
+
+async def test_a_stopped_handler_loop_releases_the_job(executor: ThreadPoolExecutor) -> None:
+    handler_loop = HandlerLoop()
+    handler_loop.start()
+    await handler_loop.stop(timeout=30)
+    runner = Runner(
+        registry, executor=executor, handler_loop=handler_loop, default_retry=DEFAULT_RETRY
+    )
+    outcome, _ = await run(runner, make_claim("square_sum", {"numbers": [1]}))
+    assert outcome == Released()
 
 
 async def test_results_are_stored_as_json(runner: Runner) -> None:
@@ -264,11 +342,14 @@ async def test_a_handlers_own_timeout_error_is_an_ordinary_failure(runner: Runne
     assert outcome.error.type == "TimeoutError"
 
 
-async def test_sys_exit_in_a_handler_fails_the_attempt_not_the_worker(runner: Runner) -> None:
-    outcome, _ = await run(runner, make_claim("exit"))
+@pytest.mark.parametrize(("task", "code"), [("exit", 3), ("exit_async", 4)])
+async def test_sys_exit_in_a_handler_fails_the_attempt_not_the_worker(
+    runner: Runner, task: str, code: int
+) -> None:
+    outcome, _ = await run(runner, make_claim(task))
     assert isinstance(outcome, Retrying)
     assert outcome.error.type == "SystemExit"
-    assert outcome.error.message == "the handler raised SystemExit(3)"
+    assert outcome.error.message == f"the handler raised SystemExit({code})"
 
 
 async def test_a_cancelled_error_raised_by_the_handler_itself_is_a_failure(
@@ -363,20 +444,40 @@ async def test_the_context_is_injected_into_async_handlers(runner: Runner) -> No
 # cancellation ----------------------------------------------------------------------
 
 
-async def test_cancelling_the_run_propagates_and_tells_the_handler(runner: Runner) -> None:
+async def run_and_cancel(runner: Runner, task: str) -> tuple[asyncio.Task[Outcome], JobContext]:
+    """Start a run, wait until its handler reports progress, then cancel the run."""
     started = asyncio.Event()
 
     def report(progress: Progress) -> None:
         started.set()
 
-    claim = make_claim("wait_forever")
+    claim = make_claim(task)
     context = JobContext(claim.job, report_progress=report)
     running = asyncio.create_task(runner.run(claim, context))
     await asyncio.wait_for(started.wait(), timeout=30)
     running.cancel()
+    return running, context
+
+
+async def test_cancelling_the_run_propagates_and_tells_the_handler(runner: Runner) -> None:
+    running, context = await run_and_cancel(runner, "wait_forever")
     with pytest.raises(asyncio.CancelledError):
         await running
     assert context.cancelled
+
+
+async def test_cancelling_waits_for_the_handler_to_unwind(runner: Runner) -> None:
+    running, context = await run_and_cancel(runner, "clean_up_when_cancelled")
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    assert cleanups[-1] == context.job_id
+
+
+async def test_a_handler_that_catches_the_cancellation_keeps_its_outcome(
+    runner: Runner,
+) -> None:
+    running, _ = await run_and_cancel(runner, "stubborn")
+    assert await running == Completed("finished anyway")
 
 
 def test_keyboard_interrupt_is_not_turned_into_an_outcome(runner: Runner) -> None:

@@ -24,8 +24,9 @@ class JobContext:
 
     `progress()` may be called from any thread. When the context was created inside a
     running event loop, `report_progress` is always invoked on that loop's thread (calls
-    from worker threads are handed over with `call_soon_threadsafe`), so the worker may
-    keep its progress buffer unsynchronised.
+    from other threads, such as a plain function's or the worker's handler loop, are
+    handed over with `call_soon_threadsafe`), so the worker may keep its bookkeeping
+    unsynchronised.
     """
 
     def __init__(self, job: Job, *, report_progress: Callable[[Progress], None]) -> None:
@@ -57,7 +58,7 @@ class JobContext:
         """Block (in a plain-function handler) until the run should stop, or `timeout`.
 
         Returns whether it should stop. Never call this from an async handler: it blocks
-        the event loop.
+        the event loop, and with it every other async handler of the worker.
         """
         return self._cancelled.wait(timeout)
 

@@ -6,9 +6,11 @@
     await worker.run()          # until SIGTERM/SIGINT or worker.request_stop()
 
 Pieces, each a small loop of its own: the claim loop (here) fills free slots in batches;
-each claimed job runs as its own asyncio task through the Runner (plain functions in a
-thread pool sized to the concurrency); the Settler writes outcomes in batches; the
-Heartbeat thread renews leases and writes progress; an optional Monitor does maintenance.
+each claimed job runs as its own asyncio task through the Runner; the Settler writes
+outcomes in batches; the Heartbeat thread renews leases and writes progress; an optional
+Monitor does maintenance. All of these run on the worker's loop (its control loop), which
+never runs handlers: async handlers run on the HandlerLoop's thread, plain functions in a
+thread pool sized to the concurrency. A handler that blocks cannot stall the rest.
 
 Shutdown has two phases. The first `request_stop()` stops claiming and lets running jobs
 finish for up to `shutdown_grace_seconds`; what still runs then is cancelled and released
@@ -32,9 +34,9 @@ from conveyor.core.outcome import Outcome
 from conveyor.ports import Broker, Claim, JobStore, Settlement, WorkerInfo
 from conveyor.runtime.backoff import Backoff, Outage, race
 from conveyor.runtime.context import JobContext
+from conveyor.runtime.handler_loop import HandlerLoop
 from conveyor.runtime.heartbeat import (
     Heartbeat,
-    HeartbeatSettings,
     HeldJobs,
     LeaseReport,
     ProgressBuffer,
@@ -78,9 +80,11 @@ class Worker:
         self._broker = broker
         self._registry = registry
         self._executor = HandlerThreads(settings.concurrency)
+        self._handler_loop = HandlerLoop(name=f"conveyor-handlers-{self.id}")
         self._runner = Runner(
             registry,
             executor=self._executor,
+            handler_loop=self._handler_loop,
             default_retry=settings.retry,
             default_timeout=settings.default_timeout,
         )
@@ -89,7 +93,13 @@ class Worker:
         self._held = HeldJobs()
         self._progress = ProgressBuffer()
         self._settler = Settler(store, worker_id=self.id, on_done=self._settled)
-        self._heartbeat = self._build_heartbeat(store_factory)
+        self._heartbeat = Heartbeat(
+            settings=settings.heartbeat_settings(),
+            store_factory=store_factory,
+            held=self._held,
+            progress=self._progress,
+            report=self._on_lease_report,
+        )
         self._monitor = self._build_monitor() if settings.with_monitor else None
         self._stop_claiming = asyncio.Event()
         self._stop_now = asyncio.Event()
@@ -122,6 +132,7 @@ class Worker:
     async def run(self) -> None:
         """Work until stopped; returns once everything it could hand back is handed back."""
         self._heartbeat.start()
+        self._handler_loop.start()
         try:
             async with asyncio.TaskGroup() as background:
                 settling = background.create_task(self._settler.run(), name="conveyor-settle")
@@ -341,15 +352,19 @@ class Worker:
         if not stopped:
             log.warning("worker %s: the heartbeat thread is still busy; leaving it", self.id)
         await self._deregister()
+        await self._stop_handlers()
+        log.info("worker %s stopped", self.id)
+
+    async def _stop_handlers(self) -> None:
+        # Their jobs were all handed back by now; what still runs ignored the stop.
         self._executor.shutdown(wait=False, cancel_futures=True)
         if self._executor.busy:
             log.warning(
-                "worker %s: %d plain-function handlers ignored the stop and still run; their "
-                "jobs were handed back, and the threads end with the process",
+                "worker %s: %d plain-function handlers still run; they end with the process",
                 self.id,
                 self._executor.busy,
             )
-        log.info("worker %s stopped", self.id)
+        await self._handler_loop.stop(timeout=CANCELLED_RUN_SECONDS)
 
     async def _deregister(self) -> None:
         if not self.ready.is_set():
@@ -361,21 +376,6 @@ class Worker:
             log.warning("worker %s could not deregister: %s", self.id, error)
 
     # Helpers -------------------------------------------------------------------------
-    def _build_heartbeat(self, store_factory: StoreFactory) -> Heartbeat:
-        settings = self.settings
-        return Heartbeat(
-            settings=HeartbeatSettings(
-                worker_id=self.id,
-                lease_seconds=settings.lease_seconds,
-                interval_seconds=settings.heartbeat_seconds,
-                progress_interval_seconds=settings.progress_interval_seconds,
-            ),
-            store_factory=store_factory,
-            held=self._held,
-            progress=self._progress,
-            report=self._on_lease_report,
-        )
-
     def _build_monitor(self) -> Monitor:
         settings = self.settings
         return Monitor(

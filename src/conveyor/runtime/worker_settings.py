@@ -10,6 +10,7 @@ from typing import Any
 
 from conveyor.config import Settings
 from conveyor.core.retry import RetryPolicy
+from conveyor.runtime.heartbeat import HeartbeatSettings
 
 SECONDS_PER_DAY = 86_400.0
 
@@ -38,6 +39,14 @@ class WorkerSettings:
     def __post_init__(self) -> None:
         for problem in _problems(self):
             raise ValueError(f"invalid worker settings: {problem}")
+
+    def heartbeat_settings(self) -> HeartbeatSettings:
+        return HeartbeatSettings(
+            worker_id=self.worker_id,
+            lease_seconds=self.lease_seconds,
+            interval_seconds=self.heartbeat_seconds,
+            progress_interval_seconds=self.progress_interval_seconds,
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> WorkerSettings:

@@ -1,0 +1,196 @@
+"""The handler loop: an event loop on a thread of its own, where a worker runs async handlers.
+
+The worker's own event loop (its control loop) claims jobs, settles outcomes, runs the
+monitor and waits on the broker. A handler that blocks the loop it runs on (`time.sleep`
+in an `async def`, a long computation) stalls everything on that loop, and a database
+transaction the loop has in flight stays open for the whole stall: aiosqlite runs BEGIN,
+each statement and COMMIT as separate hops back to the loop. On SQLite that transaction
+holds the database-wide write lock, so the heartbeat thread could renew no lease and a
+healthy job would be rescued while it runs (DESIGN §1.7); on PostgreSQL it holds row
+locks. So async handlers run here, and the control loop runs no handler code.
+
+Awaiting `HandlerLoop.submit(handler).result()` on the control loop behaves like awaiting
+the handler right there:
+
+* the handler runs with a copy of the caller's contextvars;
+* cancelling the awaiting task cancels the handler's task and then waits it out, so a
+  handler that catches the cancellation and returns still has its result, and one that
+  unwinds gets to finish its cleanup first;
+* what the handler raises is raised to the caller, `SystemExit` and `KeyboardInterrupt`
+  included, never out of the handler loop (which keeps serving the other handlers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import logging
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+log = logging.getLogger(__name__)
+
+# What still runs on the loop when it stops (handlers that ignored their cancellation,
+# tasks they spawned) gets this long to unwind after one more cancel.
+UNWIND_SECONDS = 1.0
+
+
+class HandlerLoop:
+    """Runs async handlers on a daemon thread; used from the control loop only."""
+
+    def __init__(self, *, name: str = "conveyor-handlers") -> None:
+        self._name = name
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._calls: set[HandlerCall[Any]] = set()
+
+    def start(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._main, name=self._name, daemon=True)
+        self._thread.start()
+
+    def submit(self, handler: Callable[[], Awaitable[T]]) -> HandlerCall[T]:
+        """Call `handler()` on the handler loop; RuntimeError if that loop is not running."""
+        if self._loop is None or self._stopping:
+            raise RuntimeError("the handler loop is not running")
+        call = HandlerCall(self._loop, handler)
+        self._calls.add(call)
+        call.when_done(self._calls.discard)
+        return call
+
+    async def stop(self, *, timeout: float) -> bool:
+        """Cancel what still runs there and end the thread.
+
+        False if the thread is still busy at `timeout` (a handler blocks the loop): it is
+        left to end with the process, and whoever still waits on one of its calls is
+        released with CancelledError.
+        """
+        self._stopping = True
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return True
+        with contextlib.suppress(RuntimeError):  # already closed
+            loop.call_soon_threadsafe(loop.stop)
+        await asyncio.to_thread(thread.join, timeout)
+        for call in list(self._calls):
+            call.abandon()
+        if thread.is_alive():
+            log.warning(
+                "%s: an async handler ignored the stop and still blocks the loop; its thread "
+                "ends with the process",
+                self._name,
+            )
+        return not thread.is_alive()
+
+    def _main(self) -> None:
+        loop = self._loop
+        assert loop is not None  # start() made it
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_forever()
+            loop.run_until_complete(_wind_down())
+        except Exception:
+            log.exception("the handler loop %s failed", self._name)
+        finally:
+            loop.close()
+
+
+class HandlerCall(Generic[T]):
+    """One handler running as a task of the handler loop, awaited from the control loop.
+
+    Its outcome is a future of the control loop, completed there (with
+    `call_soon_threadsafe`) when the handler's task ends.
+    """
+
+    def __init__(
+        self, handler_loop: asyncio.AbstractEventLoop, handler: Callable[[], Awaitable[T]]
+    ) -> None:
+        self._handler_loop = handler_loop
+        self._control_loop = asyncio.get_running_loop()
+        self._outcome: asyncio.Future[T] = self._control_loop.create_future()
+        self._task: asyncio.Task[None] | None = None  # set and used on the handler loop
+        context = contextvars.copy_context()
+        handler_loop.call_soon_threadsafe(self._start, handler, context)
+
+    async def result(self) -> T:
+        """What the handler returned or raised; a cancellation is passed on and waited out."""
+        while not self._outcome.done():
+            try:
+                await asyncio.wait([self._outcome])
+            except asyncio.CancelledError:
+                self._cancel()
+        return self._outcome.result()
+
+    def abandon(self) -> None:
+        """Stop waiting for a handler loop that will never answer: result() is cancelled."""
+        self._outcome.cancel()
+
+    def when_done(self, callback: Callable[[HandlerCall[T]], object]) -> None:
+        self._outcome.add_done_callback(lambda _outcome: callback(self))
+
+    def _cancel(self) -> None:
+        try:
+            self._handler_loop.call_soon_threadsafe(self._cancel_task)
+        except RuntimeError:  # the handler loop is closed: nothing will answer
+            self.abandon()
+
+    # On the handler loop -------------------------------------------------------------
+    def _start(self, handler: Callable[[], Awaitable[T]], context: contextvars.Context) -> None:
+        self._task = self._handler_loop.create_task(self._run(handler), context=context)
+
+    def _cancel_task(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    async def _run(self, handler: Callable[[], Awaitable[T]]) -> None:
+        try:
+            result = await handler()
+        except asyncio.CancelledError as error:
+            if _being_cancelled():
+                self._deliver(cancelled=True)
+            else:  # raised by the handler on its own: an error like any other
+                self._deliver(error=error)
+        except BaseException as error:  # the caller decides, even for SystemExit
+            self._deliver(error=error)
+        else:
+            self._deliver(result=result)
+
+    def _deliver(
+        self, *, result: Any = None, error: BaseException | None = None, cancelled: bool = False
+    ) -> None:
+        with contextlib.suppress(RuntimeError):  # the control loop is closed: nobody waits
+            self._control_loop.call_soon_threadsafe(self._settle, result, error, cancelled)
+
+    # On the control loop -------------------------------------------------------------
+    def _settle(self, result: T, error: BaseException | None, cancelled: bool) -> None:
+        if self._outcome.done():  # abandoned meanwhile
+            return
+        if cancelled:
+            self._outcome.cancel()
+        elif error is not None:
+            self._outcome.set_exception(error)
+        else:
+            self._outcome.set_result(result)
+
+
+def _being_cancelled() -> bool:
+    current = asyncio.current_task()
+    return current is not None and current.cancelling() > 0
+
+
+async def _wind_down() -> None:
+    """Cancel what handlers left on the stopped loop and give it a moment to unwind."""
+    loop = asyncio.get_running_loop()
+    tasks = asyncio.all_tasks() - {asyncio.current_task()}
+    for task in tasks:
+        task.cancel()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(UNWIND_SECONDS):
+            if tasks:
+                await asyncio.wait(tasks)
+            await loop.shutdown_asyncgens()

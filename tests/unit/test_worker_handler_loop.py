@@ -1,0 +1,151 @@
+"""The handler loop: async handlers run on their own thread and loop, so one that blocks
+its loop never stalls the caller's; awaiting one behaves like awaiting it in place."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from conveyor.runtime.handler_loop import HandlerLoop
+
+WAIT = 30.0
+request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="unset")
+
+
+@pytest.fixture
+async def handler_loop() -> AsyncIterator[HandlerLoop]:
+    loop = HandlerLoop()
+    loop.start()
+    yield loop
+    assert await loop.stop(timeout=WAIT)
+
+
+async def test_a_handler_runs_on_the_handler_thread_with_the_callers_context(
+    handler_loop: HandlerLoop,
+) -> None:
+    request_id.set("req-42")
+
+    async def where() -> tuple[str, str]:
+        return threading.current_thread().name, request_id.get()
+
+    assert await handler_loop.submit(where).result() == ("conveyor-handlers", "req-42")
+
+
+async def test_a_handler_blocking_its_loop_does_not_stall_the_callers_loop(
+    handler_loop: HandlerLoop,
+) -> None:
+    started, release = threading.Event(), threading.Event()
+
+    async def block() -> str:
+        started.set()
+        release.wait(WAIT)  # the bug this guards against: blocking inside async def
+        return "done"
+
+    call = handler_loop.submit(block)
+    await asyncio.to_thread(started.wait, WAIT)
+    # The handler blocks its loop now; this one still runs other tasks.
+    assert await asyncio.create_task(asyncio.sleep(0, result="running")) == "running"
+    assert not release.is_set()
+    release.set()
+    assert await call.result() == "done"
+
+
+async def test_errors_reach_the_caller_and_system_exit_does_not_stop_the_loop(
+    handler_loop: HandlerLoop,
+) -> None:
+    async def leave() -> None:
+        raise SystemExit(3)
+
+    async def answer() -> int:
+        return 42
+
+    with pytest.raises(SystemExit):
+        await handler_loop.submit(leave).result()
+    assert await handler_loop.submit(answer).result() == 42
+
+
+async def test_cancelling_the_caller_cancels_the_handler_and_waits_for_its_cleanup(
+    handler_loop: HandlerLoop,
+) -> None:
+    started, cleaned_up = threading.Event(), threading.Event()
+
+    async def hold() -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await asyncio.sleep(0.05)
+            cleaned_up.set()
+
+    waiting = asyncio.create_task(handler_loop.submit(hold).result())
+    await asyncio.to_thread(started.wait, WAIT)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert cleaned_up.is_set()
+
+
+async def test_a_handler_that_catches_the_cancellation_keeps_its_result(
+    handler_loop: HandlerLoop,
+) -> None:
+    started = threading.Event()
+
+    async def stubborn() -> str:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            return "finished anyway"
+        return "never"
+
+    waiting = asyncio.create_task(handler_loop.submit(stubborn).result())
+    await asyncio.to_thread(started.wait, WAIT)
+    waiting.cancel()
+    assert await waiting == "finished anyway"
+
+
+async def test_stopping_while_a_handler_blocks_releases_its_caller() -> None:
+    handler_loop = HandlerLoop()
+    handler_loop.start()
+    started, release = threading.Event(), threading.Event()
+
+    async def stuck() -> None:
+        started.set()
+        release.wait(WAIT)
+
+    waiting = asyncio.create_task(handler_loop.submit(stuck).result())
+    await asyncio.to_thread(started.wait, WAIT)
+    began = time.monotonic()
+    assert not await handler_loop.stop(timeout=0.1)
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert time.monotonic() - began < WAIT
+    with pytest.raises(RuntimeError, match="not running"):
+        handler_loop.submit(stuck)
+    release.set()  # let the abandoned thread end
+
+
+async def test_stop_cancels_what_handlers_left_running() -> None:
+    handler_loop = HandlerLoop()
+    handler_loop.start()
+    cancelled = threading.Event()
+    spawned: list[asyncio.Task[None]] = []
+
+    async def spawn() -> None:
+        async def background() -> None:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+
+        spawned.append(asyncio.create_task(background()))
+
+    await handler_loop.submit(spawn).result()
+    assert await handler_loop.stop(timeout=WAIT)
+    assert cancelled.is_set()
