@@ -9,20 +9,21 @@ import pytest
 
 from conveyor import JobState
 from tests.cli.conftest import TEST_APP, Cli, StoreHelper
-from tests.cli.processes import CommandProcess, wait_until
+from tests.cli.processes import FAST_SETTINGS, wait_until
+from tests.processes import ConveyorProcess
 
 pytestmark = pytest.mark.slow
 
-StartCommand = Callable[..., CommandProcess]
+StartCommand = Callable[..., ConveyorProcess]
 
 
 @pytest.fixture
 def start_command(sqlite_url: str, tmp_path: Path) -> Iterator[StartCommand]:
-    started: list[CommandProcess] = []
+    started: list[ConveyorProcess] = []
 
-    def start(*arguments: str) -> CommandProcess:
+    def start(*arguments: str) -> ConveyorProcess:
         log_path = tmp_path / f"command-{len(started)}.log"
-        process = CommandProcess(sqlite_url, log_path, *arguments)
+        process = ConveyorProcess(sqlite_url, log_path, *arguments, settings=FAST_SETTINGS)
         started.append(process)
         return process
 
@@ -35,7 +36,7 @@ def worker_pids(store_helper: StoreHelper) -> set[int]:
     return {worker.pid for worker in store_helper.call(lambda app: app.list_workers())}
 
 
-def wait_for_workers(store_helper: StoreHelper, process: CommandProcess, count: int) -> set[int]:
+def wait_for_workers(store_helper: StoreHelper, process: ConveyorProcess, count: int) -> set[int]:
     def registered() -> set[int] | None:
         assert process.running(), f"the command exited early:\n{process.log()}"
         pids = worker_pids(store_helper)

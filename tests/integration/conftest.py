@@ -9,10 +9,11 @@ import pytest
 
 from conveyor import Conveyor
 from conveyor.config import load_settings
-from tests.integration.workers import WorkerProcess
+from tests.integration.workers import start_worker_process
+from tests.processes import ConveyorProcess
 from tests.waiting import eventually
 
-StartWorker = Callable[..., WorkerProcess]
+StartWorker = Callable[..., ConveyorProcess]
 
 
 @pytest.fixture
@@ -25,11 +26,11 @@ async def producer(database_url: str) -> AsyncIterator[Conveyor]:
 
 @pytest.fixture
 def start_worker(database_url: str, tmp_path: Path) -> Iterator[StartWorker]:
-    started: list[WorkerProcess] = []
+    started: list[ConveyorProcess] = []
 
-    def start(*arguments: str, settings: dict[str, str] | None = None) -> WorkerProcess:
+    def start(*arguments: str, settings: dict[str, str] | None = None) -> ConveyorProcess:
         log_path = tmp_path / f"worker-{len(started)}.log"
-        worker = WorkerProcess(database_url, log_path, arguments=arguments, settings=settings)
+        worker = start_worker_process(database_url, log_path, *arguments, settings=settings)
         started.append(worker)
         return worker
 
@@ -38,9 +39,9 @@ def start_worker(database_url: str, tmp_path: Path) -> Iterator[StartWorker]:
         worker.stop()
 
 
-async def wait_until_ready(producer: Conveyor, worker: WorkerProcess) -> None:
+async def wait_until_ready(producer: Conveyor, worker: ConveyorProcess) -> None:
     async def registered() -> bool:
-        assert not worker.exited(), f"worker exited early:\n{worker.log()}"
+        assert worker.running(), f"worker exited early:\n{worker.log()}"
         return any(info.pid == worker.pid for info in await producer.list_workers())
 
     await eventually(registered, timeout=30, message=f"worker {worker.pid} to register")

@@ -54,4 +54,4 @@ async def test_workers_carry_on_within_seconds_after_a_postgresql_restart(
     after = await eventually(enqueued, timeout=30, message="the server to accept jobs again")
     done = await wait_for_state(producer, after.id, JobState.COMPLETED, timeout=30)
     assert done.result == worker.pid
-    assert not worker.exited()
+    assert worker.running()

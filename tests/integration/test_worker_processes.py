@@ -11,7 +11,7 @@ from pathlib import Path
 from conveyor import Conveyor, Job, JobState
 from conveyor.ports import JobFilter
 from tests.integration.conftest import StartWorker, wait_until_ready
-from tests.integration.workers import ROOT, WorkerProcess
+from tests.processes import ROOT, ConveyorProcess
 from tests.waiting import eventually
 
 
@@ -58,7 +58,7 @@ async def test_a_job_that_kills_its_worker_every_time_ends_failed_after_max_atte
     job = await producer.enqueue("itest.kill_own_worker")
 
     async def dead_lettered() -> Job | None:
-        if workers[-1].exited():  # the job killed it: bring up a replacement, as systemd would
+        if not workers[-1].running():  # the job killed it: bring up a replacement, as systemd would
             workers.append(start_worker())
         return await job_in_state(producer, job.id, JobState.FAILED)
 
@@ -125,7 +125,7 @@ async def test_sigterm_lets_a_running_job_finish_inside_the_grace_period(
         lambda: _contains(worker, "stopping: no new jobs"), timeout=10, message="shutdown"
     )
     # Shutting down, but the job has its grace period: the worker waits for it.
-    assert not worker.exited()
+    assert worker.running()
     assert (await producer.get(job.id)).state is JobState.RUNNING
     release.touch()
 
@@ -140,7 +140,7 @@ async def _exists(path: Path) -> bool:
     return path.exists()
 
 
-async def _contains(worker: WorkerProcess, text: str) -> bool:
+async def _contains(worker: ConveyorProcess, text: str) -> bool:
     return text in worker.log()
 
 
