@@ -16,12 +16,16 @@ returned) keeps its outcome, except after a lost lease, where nothing is ever se
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+import logging
+import time
+from dataclasses import dataclass, field
 from enum import IntEnum
 
-from conveyor.core.outcome import Cancelled, Outcome, Released
+from conveyor.core.outcome import Cancelled, Completed, Failed, Outcome, Released, Retrying
 from conveyor.ports import Claim
 from conveyor.runtime.context import JobContext
+
+log = logging.getLogger("conveyor.jobs")
 
 
 class StopReason(IntEnum):
@@ -39,6 +43,7 @@ class Run:
     task: asyncio.Task[None] | None = None
     stop_reason: StopReason | None = None
     concluded: bool = False  # its outcome was decided: settled, or its lease let go
+    started: float = field(default_factory=time.monotonic)
 
     @property
     def job_id(self) -> str:
@@ -70,3 +75,22 @@ class Run:
                 return outcome if outcome is not None else Released()
             case None:
                 return outcome
+
+
+def log_conclusion(run: Run, outcome: Outcome) -> None:
+    """One line per finished run: what operators read in a worker's output."""
+    job = run.claim.job
+    seconds = time.monotonic() - run.started
+    where = f"job {job.id} ({job.task}, attempt {job.attempt}/{job.max_attempts})"
+    match outcome:
+        case Completed():
+            log.info("%s completed in %.3f s", where, seconds)
+        case Retrying(error=error, delay=delay):
+            message = "%s failed: %s: %s; retrying in %.1f s"
+            log.warning(message, where, error.type, error.message, delay)
+        case Failed(error=error):
+            log.error("%s failed for good: %s: %s", where, error.type, error.message)
+        case Cancelled():
+            log.info("%s cancelled after %.3f s", where, seconds)
+        case Released():
+            log.info("%s released back to its queue (the worker is stopping)", where)

@@ -45,7 +45,7 @@ from conveyor.runtime.heartbeat import (
 from conveyor.runtime.monitor import Monitor
 from conveyor.runtime.registry import TaskRegistry
 from conveyor.runtime.runner import Runner
-from conveyor.runtime.runs import Run, StopReason
+from conveyor.runtime.runs import Run, StopReason, log_conclusion
 from conveyor.runtime.settler import Settler
 from conveyor.runtime.signals import install_signal_handlers
 from conveyor.runtime.threads import HandlerThreads
@@ -277,6 +277,7 @@ class Worker:
         if outcome is None:
             self._held.remove(run.job_id, run.token)
             return
+        log_conclusion(run, outcome)
         self._settler.add(Settlement(run.job_id, run.token, outcome, progress))
 
     def _end_run(self, run: Run) -> None:
