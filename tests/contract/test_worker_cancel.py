@@ -15,8 +15,8 @@ from tests.contract.worker_harness import (
     new_flag,
     running_worker,
     wait_for_flag,
-    wait_for_state,
 )
+from tests.waiting import wait_for_state
 
 registry = TaskRegistry()
 

@@ -12,7 +12,8 @@ from conveyor.core.job import JobState, NewJob
 from conveyor.runtime.context import JobContext
 from conveyor.runtime.registry import TaskRegistry
 from conveyor.store.sql import SqlJobStore
-from tests.contract.worker_harness import running_worker, wait_for_state
+from tests.contract.worker_harness import running_worker
+from tests.waiting import wait_for_state
 
 registry = TaskRegistry()
 

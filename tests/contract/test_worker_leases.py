@@ -24,9 +24,9 @@ from tests.contract.worker_harness import (
     steal,
     until_flag,
     wait_for_flag,
-    wait_for_state,
     wait_until_released,
 )
+from tests.waiting import wait_for_state
 
 BLOCK_SECONDS = 3 * FAST.lease_seconds
 

@@ -23,9 +23,8 @@ from tests.contract.worker_harness import (
     running_worker,
     until_flag,
     wait_for_flag,
-    wait_for_state,
 )
-from tests.waiting import eventually
+from tests.waiting import eventually, wait_for_state
 
 registry = TaskRegistry()
 

@@ -18,9 +18,8 @@ from tests.contract.worker_harness import (
     new_flag,
     running_worker,
     until_flag,
-    wait_for_state,
 )
-from tests.waiting import eventually
+from tests.waiting import eventually, wait_for_state
 
 REPORTS = 10_000
 

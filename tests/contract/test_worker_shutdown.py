@@ -17,8 +17,8 @@ from tests.contract.worker_harness import (
     running_worker,
     until_flag,
     wait_for_flag,
-    wait_for_state,
 )
+from tests.waiting import wait_for_state
 
 registry = TaskRegistry()
 

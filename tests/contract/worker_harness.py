@@ -13,7 +13,6 @@ from typing import Any
 from sqlalchemy import update
 
 from conveyor.brokers.database import DatabaseBroker
-from conveyor.core.job import Job, JobState
 from conveyor.core.retry import RetryPolicy
 from conveyor.ports import JobStore
 from conveyor.runtime.monitor import Monitor
@@ -102,17 +101,6 @@ async def stop(worker: Worker, running: asyncio.Task[None]) -> None:
         worker.request_stop()
         worker.request_stop()
     await asyncio.wait_for(running, timeout=WAIT)
-
-
-async def wait_for_state(
-    store: JobStore, job_id: str, *states: JobState, timeout: float = WAIT
-) -> Job:
-    async def reached() -> Job | None:
-        job = await store.get(job_id)
-        return job if job.state in states else None
-
-    names = "/".join(state.value for state in states)
-    return await eventually(reached, timeout=timeout, message=f"job {job_id} to be {names}")
 
 
 # Flags: named events shared by a test and the handlers it runs (same process, any thread).

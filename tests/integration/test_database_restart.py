@@ -14,8 +14,7 @@ from conveyor.core.errors import StoreUnavailable
 from conveyor.store.migrate import upgrade
 from tests.backends import Backend, start_postgres
 from tests.integration.conftest import StartWorker, wait_until_ready
-from tests.integration.test_worker_processes import wait_for_state
-from tests.waiting import eventually
+from tests.waiting import eventually, wait_for_state
 
 pytestmark = pytest.mark.postgres
 

@@ -12,21 +12,7 @@ from conveyor import Conveyor, Job, JobState
 from conveyor.ports import JobFilter
 from tests.integration.conftest import StartWorker, wait_until_ready
 from tests.processes import ROOT, ConveyorProcess
-from tests.waiting import eventually
-
-
-async def job_in_state(producer: Conveyor, job_id: str, *states: JobState) -> Job | None:
-    job = await producer.get(job_id)
-    return job if job.state in states else None
-
-
-async def wait_for_state(
-    producer: Conveyor, job_id: str, *states: JobState, timeout: float = 30
-) -> Job:
-    async def check() -> Job | None:
-        return await job_in_state(producer, job_id, *states)
-
-    return await eventually(check, timeout=timeout, message=f"job {job_id} to be {states}")
+from tests.waiting import eventually, job_in_state, wait_for_state
 
 
 async def test_a_job_whose_worker_is_killed_runs_again_with_the_attempt_counted(
