@@ -13,7 +13,7 @@ Everything a user imports is here; the submodules are the implementation.
 
 from __future__ import annotations
 
-from conveyor.client import Conveyor, blocking
+from conveyor.client import Conveyor
 from conveyor.config import Settings
 from conveyor.core.errors import (
     ConfigError,
@@ -35,6 +35,7 @@ from conveyor.core.errors import (
 from conveyor.core.job import ErrorInfo, Job, JobState, NewJob, Progress
 from conveyor.core.retry import RetryPolicy
 from conveyor.runtime.context import JobContext
+from conveyor.sync import blocking
 
 __all__ = [
     "ConfigError",

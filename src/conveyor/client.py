@@ -1,6 +1,6 @@
 """The Conveyor facade: the composition root, and the one place a URL becomes a backend.
 
-Producers, the CLI and (later) the HTTP API all go through `Conveyor`. Backends are opened
+Producers, the CLI and the HTTP API all go through `Conveyor`. Backends are opened
 lazily, one set per event loop, because database drivers bind connections to the loop that
 made them; `blocking()` gives synchronous code one shared background loop.
 """
@@ -8,32 +8,39 @@ made them; `blocking()` gives synchronous code one shared background loop.
 from __future__ import annotations
 
 import asyncio
-import importlib
-import sys
-import threading
 import time
-from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
-from typing import Any, Self, TypeVar
+from typing import Any, Self
 
 from conveyor.brokers.database import DatabaseBroker
 from conveyor.config import Settings, load_settings
-from conveyor.core.errors import ConfigError, JobFailed, UnknownTask
+from conveyor.core.access import ApiKey, Principal, Role, digest_of, key_id_of, matches, mint_key
+from conveyor.core.errors import FieldError, InvalidSubmission, JobFailed, UnknownTask
 from conveyor.core.job import DEFAULT_TENANT, Job, JobState, JSONValue, NewJob
-from conveyor.ports import Broker, JobCounts, JobFilter, JobPage, JobStore, TaskInfo, WorkerInfo
+from conveyor.ports import (
+    Broker,
+    Enqueued,
+    JobCounts,
+    JobFilter,
+    JobPage,
+    JobStats,
+    JobStore,
+    MetricsSnapshot,
+    QueueInfo,
+    TaskInfo,
+    WorkerInfo,
+)
 from conveyor.runtime.monitor import Monitor
 from conveyor.runtime.registry import TaskRegistry
 from conveyor.runtime.signals import install_signal_handlers
-from conveyor.runtime.submission import SubmitOptions, TaskDefaults, build_new_job
+from conveyor.runtime.submission import SubmitOptions, TaskDefaults, build_new_job, checked_name
 from conveyor.runtime.validation import validate_against_schema
 from conveyor.runtime.worker import Worker
 from conveyor.runtime.worker_settings import SECONDS_PER_DAY, WorkerSettings, default_worker_id
 from conveyor.store import migrate
 from conveyor.store.sql import SqlJobStore
-
-T = TypeVar("T")
 
 # How long a task registered by a worker is trusted before the store is asked again.
 REMOTE_TASK_CACHE_SECONDS = 5.0
@@ -112,12 +119,16 @@ class Conveyor:
 
     async def submit(self, new_jobs: Sequence[NewJob]) -> list[Job]:
         """Store already prepared jobs (possibly of several tasks) atomically."""
+        return [item.job for item in await self.submit_enqueued(new_jobs)]
+
+    async def submit_enqueued(self, new_jobs: Sequence[NewJob]) -> list[Enqueued]:
+        """`submit`, telling for each job whether this call created it or replayed a key."""
         if not new_jobs:
             return []
         backend = await self._backend()
         enqueued = await backend.store.enqueue_many(new_jobs)
         await backend.broker.announce([item.job for item in enqueued if item.created])
-        return [item.job for item in enqueued]
+        return enqueued
 
     async def prepare(self, task: str, args: Mapping[str, Any], options: SubmitOptions) -> NewJob:
         """Validate a submission against the task (local code or its registered schema)."""
@@ -155,7 +166,7 @@ class Conveyor:
         return info
 
     # reading and steering jobs -----------------------------------------------------
-    async def get(self, job_id: str, *, tenant: str = DEFAULT_TENANT) -> Job:
+    async def get(self, job_id: str, *, tenant: str | None = DEFAULT_TENANT) -> Job:
         return await (await self.store()).get(job_id, tenant=tenant)
 
     async def list_jobs(
@@ -169,19 +180,19 @@ class Conveyor:
             job_filter or JobFilter(), limit=limit, cursor=cursor
         )
 
-    async def counts(self, *, tenant: str = DEFAULT_TENANT) -> JobCounts:
+    async def counts(self, *, tenant: str | None = DEFAULT_TENANT) -> JobCounts:
         return await (await self.store()).counts(tenant=tenant)
 
-    async def cancel(self, job_id: str, *, tenant: str = DEFAULT_TENANT) -> Job:
+    async def cancel(self, job_id: str, *, tenant: str | None = DEFAULT_TENANT) -> Job:
         return await (await self.store()).cancel(job_id, tenant=tenant)
 
-    async def retry(self, job_id: str, *, tenant: str = DEFAULT_TENANT) -> Job:
+    async def retry(self, job_id: str, *, tenant: str | None = DEFAULT_TENANT) -> Job:
         backend = await self._backend()
         job = await backend.store.retry(job_id, tenant=tenant)
         await backend.broker.announce([job])
         return job
 
-    async def delete(self, job_id: str, *, tenant: str = DEFAULT_TENANT) -> None:
+    async def delete(self, job_id: str, *, tenant: str | None = DEFAULT_TENANT) -> None:
         await (await self.store()).delete(job_id, tenant=tenant)
 
     async def list_tasks(self) -> list[TaskInfo]:
@@ -191,7 +202,7 @@ class Conveyor:
         return await (await self.store()).list_workers(include_dead=include_dead)
 
     async def watch(
-        self, job_id: str, *, tenant: str = DEFAULT_TENANT, interval: float = 0.25
+        self, job_id: str, *, tenant: str | None = DEFAULT_TENANT, interval: float = 0.25
     ) -> AsyncIterator[Job]:
         """Yield the job each time its state or progress changes, ending when terminal."""
         store = await self.store()
@@ -207,7 +218,7 @@ class Conveyor:
             await asyncio.sleep(interval)
 
     async def wait(
-        self, job_id: str, *, timeout: float | None = None, tenant: str = DEFAULT_TENANT
+        self, job_id: str, *, timeout: float | None = None, tenant: str | None = DEFAULT_TENANT
     ) -> JSONValue:
         """The job's result once it completes; JobFailed if it ends failed or cancelled,
         TimeoutError if it has not ended within `timeout` seconds."""
@@ -219,6 +230,71 @@ class Conveyor:
                     error = job.error.message if job.error else None
                     raise JobFailed(job.id, job.state.value, error)
         raise AssertionError("watch() ends only at a terminal state")  # pragma: no cover
+
+    # queues, statistics, health ----------------------------------------------------
+    async def list_queues(self, *, tenant: str | None = DEFAULT_TENANT) -> list[QueueInfo]:
+        return await (await self.store()).list_queues(tenant=tenant)
+
+    async def pause_queue(self, name: str) -> None:
+        """Workers stop claiming from `name` (running jobs finish) until it is resumed."""
+        await (await self.store()).pause_queue(checked_name("queue", name))
+
+    async def resume_queue(self, name: str) -> None:
+        await (await self.store()).resume_queue(checked_name("queue", name))
+
+    async def stats(
+        self, *, tenant: str | None = DEFAULT_TENANT, window_seconds: float = 900.0
+    ) -> JobStats:
+        return await (await self.store()).stats(tenant=tenant, window_seconds=window_seconds)
+
+    async def metrics(self) -> MetricsSnapshot:
+        return await (await self.store()).metrics()
+
+    async def check_health(self) -> dict[str, str | None]:
+        """Each dependency and its problem (None when it answers): the store, the broker."""
+        backend = await self._backend()
+        checks: dict[str, str | None] = {}
+        for name, ping in (("store", backend.store.ping), ("broker", backend.broker.ping)):
+            try:
+                await ping()
+            except Exception as error:  # a readiness probe reports, it does not raise
+                checks[name] = str(error) or type(error).__name__
+            else:
+                checks[name] = None
+        return checks
+
+    # API keys ----------------------------------------------------------------------
+    async def create_api_key(
+        self, *, name: str, tenant: str = DEFAULT_TENANT, role: Role = Role.WRITE
+    ) -> tuple[ApiKey, str]:
+        """A new key and its plaintext, which is shown once: only its digest is stored."""
+        checked_name("tenant", tenant)
+        if not 0 < len(name.strip()) <= 200:
+            raise InvalidSubmission([FieldError(("name",), "must be 1 to 200 characters")])
+        minted = mint_key()
+        key = ApiKey(
+            id=minted.key_id, name=name, tenant=tenant, role=Role(role), digest=minted.digest
+        )
+        return await (await self.store()).create_api_key(key), minted.plaintext
+
+    async def list_api_keys(self) -> list[ApiKey]:
+        return await (await self.store()).list_api_keys()
+
+    async def revoke_api_key(self, key_id: str) -> ApiKey:
+        return await (await self.store()).revoke_api_key(key_id)
+
+    async def authenticate(self, plaintext: str) -> Principal | None:
+        """Who a presented key belongs to, or None for an unknown or revoked key."""
+        admin_key = self.settings.admin_key
+        if admin_key and matches(plaintext, digest_of(admin_key)):
+            return Principal(DEFAULT_TENANT, Role.ADMIN, "bootstrap")
+        key_id = key_id_of(plaintext)
+        if key_id is None:
+            return None
+        key = await (await self.store()).find_api_key(key_id)
+        if key is None or key.revoked or not matches(plaintext, key.digest):
+            return None
+        return Principal(key.tenant, key.role, key.id)
 
     # running the engine ------------------------------------------------------------
     async def build_worker(
@@ -315,70 +391,3 @@ class Conveyor:
         if backend is not None:
             await backend.broker.close()
             await backend.store.close()
-
-
-def load_app(spec: str) -> Conveyor:
-    """Import `module:attribute` and return the Conveyor app it names, or say what is wrong."""
-    module_name, _, attribute = spec.partition(":")
-    if not module_name or not attribute:
-        raise ConfigError(
-            f"--app must look like MODULE:ATTRIBUTE (e.g. myapp.tasks:app), got {spec!r}"
-        )
-    # Like uvicorn and celery, resolve the module from the directory the command runs in.
-    if str(Path.cwd()) not in sys.path:
-        sys.path.insert(0, str(Path.cwd()))
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as error:
-        if error.name is not None and module_name.startswith(error.name):
-            raise ConfigError(
-                f"--app {spec}: cannot import module {module_name!r} "
-                f"(is it on PYTHONPATH or in the current directory?)"
-            ) from None
-        raise ConfigError(f"--app {spec}: importing {module_name!r} failed: {error}") from error
-    app = getattr(module, attribute, None)
-    if app is None:
-        raise ConfigError(f"--app {spec}: module {module_name!r} has no attribute {attribute!r}")
-    if not isinstance(app, Conveyor):
-        raise ConfigError(
-            f"--app {spec}: {attribute!r} is a {type(app).__name__}, not a Conveyor app"
-        )
-    return app
-
-
-class _BackgroundLoop:
-    """One event loop on a daemon thread, shared by every `blocking()` call."""
-
-    def __init__(self) -> None:
-        self._loop = asyncio.new_event_loop()
-        thread = threading.Thread(
-            target=self._loop.run_forever, name="conveyor-blocking", daemon=True
-        )
-        thread.start()
-
-    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
-
-
-_background: _BackgroundLoop | None = None
-_background_lock = threading.Lock()
-
-
-def blocking(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run a Conveyor coroutine from synchronous code: `blocking(app.enqueue("t", {...}))`.
-
-    This is the one way to call the API without async (Flask, Django, scripts); there are
-    no sync twins of the methods. Inside async code, `await` instead.
-    """
-    global _background
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        pass
-    else:
-        coroutine.close()
-        raise RuntimeError("blocking() was called inside a running event loop; use await")
-    with _background_lock:
-        if _background is None:
-            _background = _BackgroundLoop()
-    return _background.run(coroutine)

@@ -9,10 +9,14 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Protocol
 
+from conveyor.core.access import ApiKey
 from conveyor.core.job import DEFAULT_TENANT, Job, JobState, JSONValue, NewJob, Progress
 from conveyor.core.outcome import Outcome
+
+# Where a method takes `tenant`, None means every tenant: only admin callers pass it.
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +62,7 @@ class Renewal:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class JobFilter:
-    tenant: str = DEFAULT_TENANT
+    tenant: str | None = DEFAULT_TENANT  # None: every tenant
     states: Collection[JobState] = ()
     task: str | None = None
     queue: str | None = None
@@ -78,6 +82,77 @@ class JobCounts:
     by_state: Mapping[JobState, int]
     by_queue: Mapping[str, Mapping[JobState, int]]
     by_task: Mapping[str, Mapping[JobState, int]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueInfo:
+    name: str
+    paused: bool
+    counts: Mapping[JobState, int]  # every state present, zeros included
+    oldest_queued_age_seconds: float | None  # None when nothing is queued
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Percentiles:
+    count: int  # how many samples; the percentiles are None when there are none
+    p50: float | None
+    p95: float | None
+    p99: float | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ThroughputBucket:
+    start: datetime  # the start of the minute, by the database clock
+    completed: int
+    failed: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobStats:
+    """What happened recently: counts now, and rates and durations over `window_seconds`."""
+
+    window_seconds: float
+    by_state: Mapping[JobState, int]
+    by_task: Mapping[str, Mapping[JobState, int]]
+    # completed / (completed + failed) among jobs that finished in the window; None if none.
+    success_rate: float | None
+    throughput: Sequence[ThroughputBucket]  # one per minute of the window, oldest first
+    wait_seconds: Percentiles  # ready (run_at) to claimed (started_at), jobs finished in window
+    run_seconds: Percentiles  # claimed to finished, jobs finished in the window
+
+
+# Upper bounds (seconds) of the run-time histogram's buckets; +Inf is implied.
+RUN_TIME_BUCKETS: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+)  # fmt: skip
+
+
+class CounterEvent(StrEnum):
+    """Monotonic counters the store keeps per queue, for /metrics."""
+
+    ENQUEUED = "enqueued"  # created by enqueue/enqueue_many (not idempotent replays)
+    COMPLETED = "completed"
+    FAILED = "failed"  # reached `failed`: settle or rescue of the last attempt
+    RETRIED = "retried"  # an attempt failed and the job will run again (settle or rescue)
+    CANCELLED = "cancelled"  # reached `cancelled`
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunTimeHistogram:
+    bucket_counts: tuple[int, ...]  # per RUN_TIME_BUCKETS bound, NOT cumulative, then +Inf
+    total_seconds: float
+    count: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MetricsSnapshot:
+    """Everything /metrics shows, read in one visit to the store (all tenants)."""
+
+    jobs: Mapping[tuple[str, JobState], int]  # (queue, state) -> jobs now
+    oldest_queued_age_seconds: Mapping[str, float]  # queue -> age of its oldest queued job
+    counters: Mapping[tuple[CounterEvent, str], int]  # (event, queue) -> total since creation
+    run_time: Mapping[str, RunTimeHistogram]  # queue -> attempts' run time
+    workers_alive: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +244,7 @@ class JobStore(Protocol):
         ...
 
     # users -------------------------------------------------------------------------
-    async def get(self, job_id: str, *, tenant: str = DEFAULT_TENANT) -> Job:
+    async def get(self, job_id: str, *, tenant: str | None = DEFAULT_TENANT) -> Job:
         """Raises JobNotFound (also for another tenant's job)."""
         ...
 
@@ -179,21 +254,57 @@ class JobStore(Protocol):
         """Newest first; `cursor` is the opaque `next_cursor` of the previous page."""
         ...
 
-    async def counts(self, *, tenant: str = DEFAULT_TENANT) -> JobCounts: ...
+    async def counts(self, *, tenant: str | None = DEFAULT_TENANT) -> JobCounts: ...
 
-    async def cancel(self, job_id: str, *, tenant: str = DEFAULT_TENANT) -> Job:
+    async def cancel(self, job_id: str, *, tenant: str | None = DEFAULT_TENANT) -> Job:
         """Waiting jobs are cancelled at once; a running job gets `cancel_requested`.
 
         Raises InvalidTransition for a terminal job.
         """
         ...
 
-    async def retry(self, job_id: str, *, tenant: str = DEFAULT_TENANT) -> Job:
+    async def retry(self, job_id: str, *, tenant: str | None = DEFAULT_TENANT) -> Job:
         """A `failed` or `cancelled` job goes back to `queued` with its attempts reset."""
         ...
 
-    async def delete(self, job_id: str, *, tenant: str = DEFAULT_TENANT) -> None:
+    async def delete(self, job_id: str, *, tenant: str | None = DEFAULT_TENANT) -> None:
         """Delete a terminal job; InvalidTransition otherwise."""
+        ...
+
+    # queues, statistics, metrics ---------------------------------------------------
+    async def pause_queue(self, name: str) -> None:
+        """Claims skip a paused queue's jobs until it is resumed (any name may be paused)."""
+        ...
+
+    async def resume_queue(self, name: str) -> None:
+        """Resuming a queue that is not paused changes nothing."""
+        ...
+
+    async def list_queues(self, *, tenant: str | None = DEFAULT_TENANT) -> list[QueueInfo]:
+        """Every queue that has jobs of `tenant`, a registered task, or is paused; by name."""
+        ...
+
+    async def stats(
+        self, *, tenant: str | None = DEFAULT_TENANT, window_seconds: float = 900.0
+    ) -> JobStats: ...
+
+    async def metrics(self) -> MetricsSnapshot: ...
+
+    # API keys ----------------------------------------------------------------------
+    async def create_api_key(self, key: ApiKey) -> ApiKey:
+        """Store a key (its digest); `created_at` comes from the database clock."""
+        ...
+
+    async def find_api_key(self, key_id: str) -> ApiKey | None:
+        """The key with this id, revoked or not; None when there is none."""
+        ...
+
+    async def list_api_keys(self) -> list[ApiKey]:
+        """Every key, oldest first, revoked ones included."""
+        ...
+
+    async def revoke_api_key(self, key_id: str) -> ApiKey:
+        """Revoke a key (revoking twice keeps the first instant); ApiKeyNotFound otherwise."""
         ...
 
     # monitor -----------------------------------------------------------------------
@@ -256,6 +367,10 @@ class Broker(Protocol):
 
     async def wait_for_work(self, queues: Collection[str], timeout: float) -> None:
         """Return when work may be ready in `queues`, or after `timeout` seconds."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise unless the broker answers (readiness checks)."""
         ...
 
     async def close(self) -> None: ...

@@ -75,6 +75,10 @@ class DatabaseBroker:
         """True while PostgreSQL notifications reach this broker; waits only poll otherwise."""
         return self._listener is not None and self._listener.listening
 
+    async def ping(self) -> None:
+        """The database is the broker: it answers when the store does."""
+        await self._store.ping()
+
     async def start(self) -> None:
         """Start listening (PostgreSQL) or watching for commits (a SQLite file).
 

@@ -17,8 +17,9 @@ import typer
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from conveyor.client import Conveyor, load_app
+from conveyor.client import Conveyor
 from conveyor.config import Settings, load_settings
+from conveyor.loading import load_app
 
 T = TypeVar("T")
 

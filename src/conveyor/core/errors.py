@@ -76,6 +76,35 @@ class InvalidSubmission(ConveyorError):
         self.problems = tuple(problems)
 
 
+class ArgumentsTooLarge(InvalidSubmission):
+    """A job's arguments exceed CONVEYOR_MAX_ARGS_BYTES (HTTP 413, not 422)."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(
+            [FieldError(("args",), f"arguments are {size} bytes; the limit is {limit}")]
+        )
+        self.size = size
+        self.limit = limit
+
+
+class IdempotencyConflict(ConveyorError):
+    """An idempotency key was reused for a different submission."""
+
+    def __init__(self, key: str, job_id: str) -> None:
+        super().__init__(
+            f"idempotency key {key!r} was already used for job {job_id!r} with a different "
+            "submission; use a new key for a new job"
+        )
+        self.key = key
+        self.job_id = job_id
+
+
+class ApiKeyNotFound(ConveyorError):
+    def __init__(self, key_id: str) -> None:
+        super().__init__(f"no API key with id {key_id!r}")
+        self.key_id = key_id
+
+
 class JobFailed(ConveyorError):
     """Raised by wait() when the job ended `failed` or `cancelled`."""
 

@@ -114,6 +114,9 @@ class NewJob:
     idempotency_key: str | None = None
     tags: tuple[str, ...] = ()
     tenant: str = DEFAULT_TENANT
+    # A digest of everything the producer asked for; a reused idempotency key must bring
+    # the same one, or the store refuses it (IdempotencyConflict).
+    fingerprint: str | None = None
 
     @property
     def is_deferred(self) -> bool:

@@ -7,15 +7,16 @@ nested arguments are refused before they can fail later in a database or a JSON 
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-from conveyor.core.errors import FieldError, InvalidSubmission
+from conveyor.core.errors import ArgumentsTooLarge, FieldError, InvalidSubmission
 from conveyor.core.job import DEFAULT_TENANT, JSONValue, NewJob
 
 MAX_NESTING = 64
@@ -61,15 +62,12 @@ def build_new_job(
 ) -> NewJob:
     """Combine validated arguments, options and task defaults into a NewJob, or raise."""
     problems = [*_option_problems(options), *json_problems(args, ("args",))]
-    if not problems:
-        size = len(orjson.dumps(args))
-        if size > max_args_bytes:
-            problems.append(
-                FieldError(("args",), f"arguments are {size} bytes; the limit is {max_args_bytes}")
-            )
     if problems:
         raise InvalidSubmission(problems)
-    return NewJob(
+    size = len(orjson.dumps(args))
+    if size > max_args_bytes:
+        raise ArgumentsTooLarge(size, max_args_bytes)
+    new_job = NewJob(
         task=task,
         args=args,
         queue=options.queue or defaults.queue,
@@ -82,6 +80,26 @@ def build_new_job(
         tags=tuple(options.tags),
         tenant=options.tenant,
     )
+    return replace(new_job, fingerprint=fingerprint(new_job))
+
+
+def fingerprint(job: NewJob) -> str:
+    """A digest of what the producer asked for, to tell a true repeat from a reused key.
+
+    The tenant and the key itself are left out: they are how the repeat is found.
+    """
+    asked = {
+        "task": job.task,
+        "args": job.args,
+        "queue": job.queue,
+        "priority": job.priority,
+        "max_attempts": job.max_attempts,
+        "timeout": job.timeout,
+        "delay": job.delay,
+        "run_at": job.run_at.astimezone(UTC).isoformat() if job.run_at else None,
+        "tags": list(job.tags),
+    }
+    return hashlib.sha256(orjson.dumps(asked, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def _option_problems(options: SubmitOptions) -> list[FieldError]:
@@ -92,7 +110,7 @@ def _option_problems(options: SubmitOptions) -> list[FieldError]:
             problems.append(FieldError((field,), message))
 
     if options.queue is not None:
-        check(_is_name(options.queue), "queue", _NAME_RULE)
+        check(is_name(options.queue), "queue", _NAME_RULE)
     if options.priority is not None:
         low, high = PRIORITY_RANGE
         check(
@@ -135,14 +153,21 @@ def _option_problems(options: SubmitOptions) -> list[FieldError]:
             "idempotency_key",
             f"must be a non-empty string of at most {MAX_IDEMPOTENCY_KEY_LENGTH} characters",
         )
-    check(_is_name(options.tenant), "tenant", _NAME_RULE)
+    check(is_name(options.tenant), "tenant", _NAME_RULE)
     return problems
 
 
 _NAME_RULE = f"must be a non-empty string of at most {MAX_NAME_LENGTH} characters, no whitespace"
 
 
-def _is_name(value: object) -> bool:
+def checked_name(field: str, value: str) -> str:
+    """`value` if it is a valid queue or tenant name; InvalidSubmission naming `field` if not."""
+    if not is_name(value):
+        raise InvalidSubmission([FieldError((field,), _NAME_RULE)])
+    return value
+
+
+def is_name(value: object) -> bool:
     return (
         isinstance(value, str)
         and 0 < len(value) <= MAX_NAME_LENGTH
