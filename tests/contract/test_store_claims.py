@@ -208,5 +208,6 @@ async def test_claims_read_a_ready_index_in_claim_order_not_the_whole_table(
         assert "SCAN conveyor_jobs" not in plan, plan  # SCAN without USING INDEX
         assert not any("TEMP B-TREE" in line for line in plan), plan
     else:
-        assert not any("Seq Scan" in line for line in plan), plan
+        # The paused queues are read once per claim (a small table); jobs never are.
+        assert not any("Seq Scan on conveyor_jobs" in line for line in plan), plan
         assert not any("Sort" in line for line in plan), plan

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from conveyor.core.errors import JobNotFound
+from conveyor.core.errors import IdempotencyConflict, JobNotFound
 from conveyor.core.job import JobState, NewJob
 from conveyor.ports import JobFilter
 from conveyor.store.sql import NOTIFY_CHANNEL, SqlJobStore
@@ -110,6 +110,100 @@ async def test_concurrent_enqueues_with_one_key_create_exactly_one_job(database_
         results = await asyncio.gather(*submissions)
         assert len({result.job.id for result in results}) == 1
         assert sum(result.created for result in results) == 1
+        assert await count_jobs(stores[0]) == 1
+    finally:
+        for store in stores:
+            await store.close()
+
+
+async def test_a_repeat_with_the_same_fingerprint_returns_the_existing_job(
+    store: SqlJobStore,
+) -> None:
+    first = await store.enqueue(NewJob(task="t", idempotency_key="k", fingerprint="same"))
+    again = await store.enqueue(NewJob(task="t", idempotency_key="k", fingerprint="same"))
+    [batched] = await store.enqueue_many(
+        [NewJob(task="t", idempotency_key="k", fingerprint="same")]
+    )
+
+    assert (again.created, again.job) == (False, first.job)
+    assert (batched.created, batched.job) == (False, first.job)
+    assert await count_jobs(store) == 1
+
+
+async def test_a_key_reused_for_a_different_job_is_refused(store: SqlJobStore) -> None:
+    first = await store.enqueue(
+        NewJob(task="t", args={"n": 1}, idempotency_key="k", fingerprint="a")
+    )
+
+    with pytest.raises(IdempotencyConflict) as refused:
+        await store.enqueue(NewJob(task="t", args={"n": 2}, idempotency_key="k", fingerprint="b"))
+
+    assert (refused.value.key, refused.value.job_id) == ("k", first.job.id)
+    assert await store.get(first.job.id) == first.job
+    assert await count_jobs(store) == 1
+
+
+@pytest.mark.parametrize(("stored", "repeated"), [("a", None), (None, "b")], ids=["new", "old"])
+async def test_a_job_without_a_fingerprint_matches_any_repeat(
+    store: SqlJobStore, stored: str | None, repeated: str | None
+) -> None:
+    first = await store.enqueue(NewJob(task="t", idempotency_key="k", fingerprint=stored))
+    again = await store.enqueue(NewJob(task="t", idempotency_key="k", fingerprint=repeated))
+
+    assert (again.created, again.job) == (False, first.job)
+
+
+async def test_a_batch_reusing_a_key_for_a_different_job_stores_nothing(
+    store: SqlJobStore,
+) -> None:
+    first = await store.enqueue(NewJob(task="t", idempotency_key="k", fingerprint="a"))
+
+    with pytest.raises(IdempotencyConflict) as refused:
+        await store.enqueue_many(
+            [
+                NewJob(task="t", idempotency_key="new", fingerprint="x"),
+                NewJob(task="t"),
+                NewJob(task="t", idempotency_key="k", fingerprint="b"),
+            ]
+        )
+
+    assert refused.value.job_id == first.job.id
+    assert await count_jobs(store) == 1
+    again = await store.enqueue(NewJob(task="t", idempotency_key="new", fingerprint="y"))
+    assert again.created  # the refused batch left no job behind under its keys
+
+
+async def test_a_batch_using_one_key_for_two_different_jobs_stores_nothing(
+    store: SqlJobStore,
+) -> None:
+    with pytest.raises(IdempotencyConflict, match="'k'"):
+        await store.enqueue_many(
+            [
+                NewJob(task="t", idempotency_key="k", fingerprint="a"),
+                NewJob(task="t", idempotency_key="k", fingerprint="b"),
+            ]
+        )
+
+    assert await count_jobs(store) == 0
+
+
+async def test_concurrent_different_jobs_under_one_key_create_one_and_refuse_the_rest(
+    database_url: str,
+) -> None:
+    stores = [await SqlJobStore.open(database_url) for _ in range(4)]
+    try:
+        submissions = [
+            store.enqueue(NewJob(task="t", idempotency_key="once", fingerprint=str(index)))
+            for index, store in enumerate(stores)
+        ]
+        results = await asyncio.gather(*submissions, return_exceptions=True)
+
+        created = [result for result in results if not isinstance(result, BaseException)]
+        refused = [result for result in results if isinstance(result, IdempotencyConflict)]
+        assert len(created) == 1
+        assert created[0].created
+        assert len(refused) == len(stores) - 1
+        assert {error.job_id for error in refused} == {created[0].job.id}
         assert await count_jobs(stores[0]) == 1
     finally:
         for store in stores:

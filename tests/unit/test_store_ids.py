@@ -32,7 +32,18 @@ def test_a_cursor_leads_back_to_the_job_it_was_made_from() -> None:
     assert decode_cursor(encode_cursor(job_id)) == job_id
 
 
-@pytest.mark.parametrize("cursor", ["", "!!!", encode_cursor("short"), "x" * 80])
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "",
+        "!!!",
+        encode_cursor("short"),
+        "x" * 80,
+        encode_cursor("\x00" * 36),  # the right length, but text PostgreSQL refuses
+        encode_cursor("a" * 36),
+        encode_cursor("018F0000-0000-7000-8000-000000000000"),  # not as this server writes ids
+    ],
+)
 def test_a_cursor_that_was_never_issued_is_refused(cursor: str) -> None:
     with pytest.raises(InvalidSubmission, match="cursor"):
         decode_cursor(cursor)

@@ -11,9 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from conveyor.core.errors import InvalidTransition, JobNotFound
 from conveyor.core.job import TERMINAL_STATES, Job, JobState, Transition, rule
+from conveyor.ports import CounterEvent
+from conveyor.store.counters import Tally, record
 from conveyor.store.expressions import state_in
 from conveyor.store.notify import notify_ready
-from conveyor.store.queries import state_of
+from conveyor.store.queries import of_tenant, state_of
 from conveyor.store.rows import job_from_row
 from conveyor.store.schema import db_now, jobs
 
@@ -23,12 +25,12 @@ _WAITING = sorted(state.value for state in _CANCEL.sources)
 _RUNNING = JobState.RUNNING.value
 
 
-async def cancel(connection: AsyncConnection, job_id: str, tenant: str) -> Job:
+async def cancel(connection: AsyncConnection, job_id: str, tenant: str | None) -> Job:
     """Waiting jobs end at once; a running job is asked to stop, and its worker obeys."""
     waiting = state_in(_WAITING)
     statement = (
         update(jobs)
-        .where(jobs.c.id == job_id, jobs.c.tenant == tenant, state_in([*_WAITING, _RUNNING]))
+        .where(jobs.c.id == job_id, *of_tenant(tenant), state_in([*_WAITING, _RUNNING]))
         .values(
             state=case((waiting, _CANCEL.target.value), else_=jobs.c.state),
             finished_at=case((waiting, db_now()), else_=jobs.c.finished_at),
@@ -39,16 +41,21 @@ async def cancel(connection: AsyncConnection, job_id: str, tenant: str) -> Job:
     row = (await connection.execute(statement)).first()
     if row is None:
         raise await _refusal(connection, job_id, tenant, "cancel")
-    return job_from_row(row)
+    job = job_from_row(row)
+    if job.state is JobState.CANCELLED:  # a running job is counted when its worker stops
+        tally = Tally()
+        tally.count(CounterEvent.CANCELLED, job.queue)
+        await record(connection, tally)
+    return job
 
 
-async def retry(connection: AsyncConnection, job_id: str, tenant: str) -> Job:
+async def retry(connection: AsyncConnection, job_id: str, tenant: str | None) -> Job:
     """A failed or cancelled job runs again from its first attempt; its errors stay as history."""
     statement = (
         update(jobs)
         .where(
             jobs.c.id == job_id,
-            jobs.c.tenant == tenant,
+            *of_tenant(tenant),
             state_in(_RETRY.sources),
         )
         .values(
@@ -70,10 +77,10 @@ async def retry(connection: AsyncConnection, job_id: str, tenant: str) -> Job:
     return job
 
 
-async def delete_job(connection: AsyncConnection, job_id: str, tenant: str) -> None:
+async def delete_job(connection: AsyncConnection, job_id: str, tenant: str | None) -> None:
     statement = (
         delete(jobs)
-        .where(jobs.c.id == job_id, jobs.c.tenant == tenant, state_in(TERMINAL_STATES))
+        .where(jobs.c.id == job_id, *of_tenant(tenant), state_in(TERMINAL_STATES))
         .returning(jobs.c.id)
     )
     if (await connection.execute(statement)).first() is None:
@@ -81,7 +88,7 @@ async def delete_job(connection: AsyncConnection, job_id: str, tenant: str) -> N
 
 
 async def _refusal(
-    connection: AsyncConnection, job_id: str, tenant: str, action: str
+    connection: AsyncConnection, job_id: str, tenant: str | None, action: str
 ) -> JobNotFound | InvalidTransition:
     state = await state_of(connection, job_id, tenant)
     if state is None:

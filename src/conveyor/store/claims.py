@@ -10,13 +10,14 @@ from collections.abc import Collection, Sequence
 from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Subquery, case, false, func, null, select, update
+from sqlalchemy import ColumnElement, Row, Subquery, case, false, func, null, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import ReturningUpdate
 
 from conveyor.core.job import TERMINAL_STATES, JobState, Transition, rule
 from conveyor.core.outcome import Cancelled, Completed, Failed, Released, Retrying, transition_for
-from conveyor.ports import Claim, ProgressUpdate, Renewal, Settlement
+from conveyor.ports import Claim, CounterEvent, ProgressUpdate, Renewal, Settlement
+from conveyor.store.counters import Tally, record
 from conveyor.store.expressions import (
     Kind,
     appended,
@@ -28,7 +29,7 @@ from conveyor.store.expressions import (
 from conveyor.store.ids import new_lease_token
 from conveyor.store.notify import notify_ready
 from conveyor.store.rows import error_document, job_from_row, progress_document
-from conveyor.store.schema import db_now, db_now_plus, jobs
+from conveyor.store.schema import db_now, db_now_plus, jobs, queues
 
 _CLAIM = rule(Transition.CLAIM)
 _RUNNING = JobState.RUNNING.value
@@ -46,6 +47,13 @@ _SETTLEMENT = {
     "progress": Kind.DOCUMENT,
 }
 _PROGRESS = {"id": Kind.TEXT, "token": Kind.TEXT, "progress": Kind.DOCUMENT}
+# What each state a settle leaves a job in counts as; `queued` (a release) counts nothing.
+_SETTLED_EVENTS = {
+    JobState.COMPLETED.value: CounterEvent.COMPLETED,
+    JobState.FAILED.value: CounterEvent.FAILED,
+    JobState.RETRYABLE.value: CounterEvent.RETRIED,
+    JobState.CANCELLED.value: CounterEvent.CANCELLED,
+}
 _SETTLE_TRANSITIONS = (
     Transition.COMPLETE,
     Transition.RETRY_LATER,
@@ -77,6 +85,18 @@ def claim_order() -> list[ColumnElement[Any]]:
     return [jobs.c.priority.desc(), jobs.c.run_at, jobs.c.id]
 
 
+def queue_not_paused() -> ColumnElement[bool]:
+    """True for jobs whose queue is not paused.
+
+    NOT IN over an uncorrelated subquery is read once into a hash (PostgreSQL) or a list
+    (SQLite) and probed per row: the claim keeps walking a ready index in claim order. A
+    NOT EXISTS would let PostgreSQL plan an anti-join instead, and misjudged row counts
+    then turn the claim into a scan and a sort.
+    """
+    paused = select(queues.c.name).where(queues.c.paused)
+    return jobs.c.queue.not_in(paused.scalar_subquery())
+
+
 async def claim(
     connection: AsyncConnection,
     *,
@@ -87,7 +107,7 @@ async def claim(
 ) -> list[Claim]:
     if limit <= 0:
         return []
-    conditions = [state_in(_CLAIM.sources)]
+    conditions = [state_in(_CLAIM.sources), queue_not_paused()]
     if queues:
         conditions.append(jobs.c.queue.in_(sorted(queues)))
     chosen = picked(connection.dialect.name, *conditions, order_by=claim_order(), limit=limit)
@@ -105,7 +125,7 @@ async def claim_ids(
 ) -> list[Claim]:
     if not job_ids:
         return []
-    conditions = (jobs.c.id.in_(list(job_ids)), state_in(_CLAIM.sources))
+    conditions = (jobs.c.id.in_(list(job_ids)), state_in(_CLAIM.sources), queue_not_paused())
     order = [jobs.c.id]
     chosen = picked(connection.dialect.name, *conditions, order_by=order, limit=len(job_ids))
     claims = await _take(connection, chosen, worker_id, lease_seconds)
@@ -196,7 +216,22 @@ async def settle(connection: AsyncConnection, settlements: Sequence[Settlement])
     batch = {batch_parameter("settled"): encode_batch(dialect, _SETTLEMENT, rows)}
     result = (await connection.execute(_settle_statement(dialect), batch)).all()
     await notify_ready(connection, (row.queue for row in result if row.state == "queued"))
+    await record(connection, _settled_tally(result))
     return frozenset(row.id for row in result)
+
+
+def _settled_tally(settled: Sequence[Row[Any]]) -> Tally:
+    """Each settled job by the state it reached, and the run time of every finished attempt."""
+    tally = Tally()
+    for row in settled:
+        event = _SETTLED_EVENTS.get(row.state)
+        if event is None:
+            continue  # released: the attempt was given back, as if it never ran
+        tally.count(event, row.queue)
+        if row.started_at is not None:
+            seconds = (row.settled_at - row.started_at).total_seconds()
+            tally.observe_run_time(row.queue, max(seconds, 0.0))
+    return tally
 
 
 # The states an outcome may be applied to: the sources of every settling transition.
@@ -217,7 +252,13 @@ def _settle_statement(dialect: str) -> ReturningUpdate[Any]:
             state_in(_SETTLED_FROM),
         )
         .values(_settled_values(batch))
-        .returning(jobs.c.id, jobs.c.state, jobs.c.queue)
+        .returning(
+            jobs.c.id,
+            jobs.c.state,
+            jobs.c.queue,
+            jobs.c.started_at,
+            db_now().label("settled_at"),  # when the attempt ended, by the database clock
+        )
     )
 
 

@@ -6,25 +6,21 @@ from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Any
 
-from sqlalchemy import (
-    Insert,
-    Select,
-    Subquery,
-    Table,
-    and_,
-    case,
-    false,
-    func,
-    literal,
-    select,
-    true,
-)
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Insert, Row, Select, Subquery, and_, case, false, func, literal, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from conveyor.core.errors import IdempotencyConflict
 from conveyor.core.job import Job, JobState, NewJob
-from conveyor.ports import Enqueued
-from conveyor.store.expressions import Kind, batch_parameter, document, encode_batch, json_batch
+from conveyor.ports import CounterEvent, Enqueued
+from conveyor.store.counters import Tally, record
+from conveyor.store.expressions import (
+    Kind,
+    batch_parameter,
+    dialect_insert,
+    document,
+    encode_batch,
+    json_batch,
+)
 from conveyor.store.ids import new_job_id
 from conveyor.store.notify import notify_ready
 from conveyor.store.rows import job_from_row
@@ -43,20 +39,18 @@ _SUBMITTED = {
     "run_at": Kind.INSTANT,
     "idempotency_key": Kind.TEXT,
     "tags": Kind.DOCUMENT,
+    "fingerprint": Kind.TEXT,
 }
 
 _KEYS = {"tenant": Kind.TEXT, "idempotency_key": Kind.TEXT}
 
 
-def dialect_insert(dialect: str, table: Table) -> postgresql.Insert | sqlite.Insert:
-    """An INSERT that knows ON CONFLICT, in the connection's dialect."""
-    if dialect == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
-
-
 async def insert_jobs(connection: AsyncConnection, submitted: Sequence[NewJob]) -> list[Enqueued]:
-    """Insert `submitted` in one statement; a known idempotency key yields the existing job."""
+    """Insert `submitted` in one statement; a known idempotency key yields the existing job.
+
+    IdempotencyConflict when a known key comes with a different fingerprint; the transaction
+    must then roll back, so that nothing of the batch is kept.
+    """
     if not submitted:
         return []
     dialect = connection.dialect.name
@@ -67,6 +61,10 @@ async def insert_jobs(connection: AsyncConnection, submitted: Sequence[NewJob]) 
     created = {job.id: job for job in map(job_from_row, result)}
     existing = await _existing_jobs(connection, submitted, ids, created)
     await notify_ready(connection, (j.queue for j in created.values() if _is_ready(j)))
+    tally = Tally()
+    for job in created.values():
+        tally.count(CounterEvent.ENQUEUED, job.queue)
+    await record(connection, tally)
     return [
         Enqueued(created[job_id], True) if job_id in created else Enqueued(existing[key], False)
         for job_id, key in zip(ids, map(_key_of, submitted), strict=True)
@@ -87,6 +85,7 @@ def _submitted_row(job_id: str, job: NewJob) -> dict[str, Any]:
         "run_at": job.run_at,
         "idempotency_key": job.idempotency_key,
         "tags": list(job.tags),
+        "fingerprint": job.fingerprint,
     }
 
 
@@ -131,6 +130,7 @@ def _job_values(batch: Subquery) -> dict[str, Any]:
         "errors": document(literal("[]")),
         "idempotency_key": batch.c.idempotency_key,
         "tags": batch.c.tags,
+        "fingerprint": batch.c.fingerprint,
     }
 
 
@@ -153,13 +153,25 @@ async def _existing_jobs(
     dialect = connection.dialect.name
     rows = [{"tenant": tenant, "idempotency_key": key} for tenant, key in keys]
     batch = {batch_parameter("known"): encode_batch(dialect, _KEYS, rows)}
-    result = await connection.execute(_existing_query(dialect), batch)
-    found = {_key_of_job(job): job for job in map(job_from_row, result)}
+    stored = (await connection.execute(_existing_query(dialect), batch)).all()
+    fingerprints = {_key_of_row(row): row.fingerprint for row in stored}
+    found = {_key_of_row(row): job_from_row(row) for row in stored}
     missing = keys - found.keys()
     if missing:
         # Only a concurrent delete between the INSERT and this SELECT can get here.
         raise RuntimeError(f"jobs with idempotency keys {sorted(map(str, missing))} vanished")
+    for job_id, job in zip(ids, submitted, strict=True):
+        if job_id not in created:
+            _refuse_a_different_job(job, found[_key_of(job)], fingerprints[_key_of(job)])
     return found
+
+
+def _refuse_a_different_job(job: NewJob, existing: Job, existing_fingerprint: str | None) -> None:
+    # Jobs stored without a fingerprint (older versions, direct store calls) match any repeat.
+    if job.fingerprint is None or existing_fingerprint is None:
+        return
+    if job.fingerprint != existing_fingerprint:
+        raise IdempotencyConflict(job.idempotency_key or "", existing.id)
 
 
 @cache
@@ -171,8 +183,8 @@ def _existing_query(dialect: str) -> Select[Any]:
     )
 
 
-def _key_of_job(job: Job) -> tuple[str, str | None]:
-    return (job.tenant, job.idempotency_key)
+def _key_of_row(row: Row[Any]) -> tuple[str, str | None]:
+    return (row.tenant, row.idempotency_key)
 
 
 def _is_ready(job: Job) -> bool:

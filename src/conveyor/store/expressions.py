@@ -20,6 +20,7 @@ from sqlalchemy import (
     Integer,
     Select,
     Subquery,
+    Table,
     Text,
     bindparam,
     column,
@@ -28,6 +29,7 @@ from sqlalchemy import (
     select,
     type_coerce,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import FunctionElement
@@ -91,6 +93,13 @@ def _json_object_postgresql(element: json_object, compiler: SQLCompiler, **kw: A
 @compiles(json_object, "sqlite")
 def _json_object_sqlite(element: json_object, compiler: SQLCompiler, **kw: Any) -> str:
     return f"json_object({compiler.process(element.clauses, **kw)})"
+
+
+def dialect_insert(dialect: str, table: Table) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT that knows ON CONFLICT, in the connection's dialect."""
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
 
 
 # The order in which schema.py's partial indexes list their states. SQLite uses a partial

@@ -9,9 +9,10 @@ from __future__ import annotations
 from sqlalchemy import ColumnElement, case, delete, literal, null, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from conveyor.core.job import TERMINAL_STATES, Transition, rule
-from conveyor.ports import Maintenance
+from conveyor.core.job import TERMINAL_STATES, JobState, Transition, rule
+from conveyor.ports import CounterEvent, Maintenance
 from conveyor.store.claims import picked
+from conveyor.store.counters import Tally, record
 from conveyor.store.expressions import appended, json_object, state_in
 from conveyor.store.notify import notify_ready
 from conveyor.store.schema import db_now, db_now_plus, jobs
@@ -20,6 +21,13 @@ _PROMOTE = rule(Transition.PROMOTE)
 _RESCUE = rule(Transition.RESCUE)
 _RESCUE_LAST = rule(Transition.RESCUE_LAST)
 _CANCEL_RUNNING = rule(Transition.CANCEL_RUNNING)
+
+# What each state a rescue leaves a job in counts as.
+_RESCUED_EVENTS = {
+    JobState.QUEUED.value: CounterEvent.RETRIED,
+    JobState.FAILED.value: CounterEvent.FAILED,
+    JobState.CANCELLED.value: CounterEvent.CANCELLED,
+}
 
 LEASE_EXPIRED = "LeaseExpired"
 LEASE_EXPIRED_MESSAGE = "the worker holding the job stopped heartbeating (lease expired)"
@@ -92,6 +100,10 @@ async def rescue_expired(connection: AsyncConnection, *, limit: int) -> Maintena
     )
     rows = (await connection.execute(statement)).all()
     await notify_ready(connection, (row.queue for row in rows if row.state == "queued"))
+    tally = Tally()
+    for row in rows:
+        tally.count(_RESCUED_EVENTS[row.state], row.queue)
+    await record(connection, tally)
     dead = sum(1 for row in rows if row.state == _RESCUE_LAST.target.value)
     return Maintenance(rescued=len(rows) - dead, dead_lettered=dead)
 

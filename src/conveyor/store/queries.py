@@ -16,16 +16,21 @@ from conveyor.store.rows import decode_cursor, encode_cursor, job_from_row
 from conveyor.store.schema import jobs
 
 
-async def get(connection: AsyncConnection, job_id: str, tenant: str) -> Job:
-    query = select(jobs).where(jobs.c.id == job_id, jobs.c.tenant == tenant)
+def of_tenant(tenant: str | None) -> list[ColumnElement[bool]]:
+    """The condition for jobs of `tenant`; none for None, which means every tenant."""
+    return [] if tenant is None else [jobs.c.tenant == tenant]
+
+
+async def get(connection: AsyncConnection, job_id: str, tenant: str | None) -> Job:
+    query = select(jobs).where(jobs.c.id == job_id, *of_tenant(tenant))
     row = (await connection.execute(query)).first()
     if row is None:
         raise JobNotFound(job_id)
     return job_from_row(row)
 
 
-async def state_of(connection: AsyncConnection, job_id: str, tenant: str) -> JobState | None:
-    query = select(jobs.c.state).where(jobs.c.id == job_id, jobs.c.tenant == tenant)
+async def state_of(connection: AsyncConnection, job_id: str, tenant: str | None) -> JobState | None:
+    query = select(jobs.c.state).where(jobs.c.id == job_id, *of_tenant(tenant))
     state = (await connection.execute(query)).scalar()
     return None if state is None else JobState(state)
 
@@ -45,7 +50,7 @@ async def list_jobs(
 
 
 def filter_conditions(dialect: str, job_filter: JobFilter) -> list[ColumnElement[bool]]:
-    conditions = [jobs.c.tenant == job_filter.tenant]
+    conditions = of_tenant(job_filter.tenant)
     if job_filter.states:
         conditions.append(state_in(job_filter.states))
     if job_filter.task is not None:
@@ -69,10 +74,10 @@ def has_tag(dialect: str, tag: str) -> ColumnElement[bool]:
     return exists(select(literal(1)).select_from(each).where(each.c.value == tag))
 
 
-async def counts(connection: AsyncConnection, tenant: str) -> JobCounts:
+async def counts(connection: AsyncConnection, tenant: str | None) -> JobCounts:
     query = (
         select(jobs.c.queue, jobs.c.task, jobs.c.state, func.count().label("jobs"))
-        .where(jobs.c.tenant == tenant)
+        .where(*of_tenant(tenant))
         .group_by(jobs.c.queue, jobs.c.task, jobs.c.state)
     )
     by_state: dict[JobState, int] = defaultdict(int)

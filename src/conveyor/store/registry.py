@@ -10,7 +10,7 @@ from sqlalchemy import Row, delete, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from conveyor.ports import TaskInfo, WorkerInfo
-from conveyor.store.enqueue import dialect_insert
+from conveyor.store.expressions import dialect_insert
 from conveyor.store.schema import db_now, db_now_plus, tasks, workers
 
 # Rows of workers silent this long are deleted, not just shown as dead.

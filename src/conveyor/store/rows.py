@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -79,6 +80,15 @@ def decode_cursor(cursor: str) -> str:
         last_id = base64.urlsafe_b64decode(padded.encode()).decode()
     except (binascii.Error, UnicodeError, ValueError):
         last_id = ""
-    if len(last_id) != 36 or not last_id.isascii():
+    if not _is_job_id(last_id):
         raise InvalidSubmission([FieldError(("cursor",), "is not a cursor this server issued")])
     return last_id
+
+
+def _is_job_id(text: str) -> bool:
+    # Only the canonical form of a UUID: anything else (NUL bytes included, which
+    # PostgreSQL refuses in text) never reaches a query.
+    try:
+        return str(uuid.UUID(text)) == text
+    except ValueError:
+        return False

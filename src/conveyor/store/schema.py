@@ -22,6 +22,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -165,6 +166,8 @@ jobs = Table(
     Column("errors", Document, nullable=False),
     Column("idempotency_key", String(255), nullable=True),
     Column("tags", Document, nullable=False),
+    # A digest of the submission, to refuse an idempotency key reused for another job.
+    Column("fingerprint", String(64), nullable=True),
     CheckConstraint(f"state IN ({_STATES})", name="state"),
     CheckConstraint("attempt >= 0 AND max_attempts >= 1", name="attempts"),
     # Ready jobs in claim order: highest priority first, FIFO within a priority.
@@ -256,4 +259,38 @@ leaders = Table(
     Column("name", String(100), primary_key=True),
     Column("holder", String(200), nullable=False),
     Column("expires_at", Instant, nullable=False),
+)
+
+# API keys: only a digest of each key is kept (see core/access.py).
+api_keys = Table(
+    "conveyor_api_keys",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("tenant", String(200), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("created_at", Instant, nullable=False),
+    Column("revoked_at", Instant, nullable=True),
+)
+
+# Queues that were ever paused or resumed; a queue without a row is not paused.
+queues = Table(
+    "conveyor_queues",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("paused", Boolean, nullable=False),
+    Column("updated_at", Instant, nullable=False),
+)
+
+# Monotonic counters for /metrics, each split over shards that writers pick at random, so
+# that concurrent transactions rarely update the same row; readers sum over the shards.
+counters = Table(
+    "conveyor_counters",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("queue", Text, primary_key=True),
+    Column("label", Text, primary_key=True),  # '' when the counter has none
+    Column("shard", Integer, primary_key=True),
+    Column("value", Float, nullable=False),
 )

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from conveyor.core.access import ApiKey
 from conveyor.core.job import DEFAULT_TENANT, Job, NewJob
 from conveyor.ports import (
     Claim,
@@ -20,14 +21,27 @@ from conveyor.ports import (
     JobCounts,
     JobFilter,
     JobPage,
+    JobStats,
     Maintenance,
+    MetricsSnapshot,
     ProgressUpdate,
+    QueueInfo,
     Renewal,
     Settlement,
     TaskInfo,
     WorkerInfo,
 )
-from conveyor.store import actions, claims, maintenance, queries, registry
+from conveyor.store import (
+    actions,
+    claims,
+    keys,
+    maintenance,
+    metrics,
+    queries,
+    queues,
+    registry,
+    stats,
+)
 from conveyor.store.engine import create_engine, is_unavailable, reader, unavailable
 from conveyor.store.enqueue import insert_jobs
 from conveyor.store.leadership import leadership_for
@@ -147,7 +161,7 @@ class SqlJobStore:
             return await claims.record_progress(connection, updates)
 
     # users -------------------------------------------------------------------------
-    async def get(self, job_id: str, *, tenant: str = DEFAULT_TENANT) -> Job:
+    async def get(self, job_id: str, *, tenant: str | None = DEFAULT_TENANT) -> Job:
         async with self._reading() as connection:
             return await queries.get(connection, job_id, tenant)
 
@@ -157,21 +171,61 @@ class SqlJobStore:
         async with self._reading() as connection:
             return await queries.list_jobs(connection, job_filter, limit=limit, cursor=cursor)
 
-    async def counts(self, *, tenant: str = DEFAULT_TENANT) -> JobCounts:
+    async def counts(self, *, tenant: str | None = DEFAULT_TENANT) -> JobCounts:
         async with self._reading() as connection:
             return await queries.counts(connection, tenant)
 
-    async def cancel(self, job_id: str, *, tenant: str = DEFAULT_TENANT) -> Job:
+    async def cancel(self, job_id: str, *, tenant: str | None = DEFAULT_TENANT) -> Job:
         async with self._writing() as connection:
             return await actions.cancel(connection, job_id, tenant)
 
-    async def retry(self, job_id: str, *, tenant: str = DEFAULT_TENANT) -> Job:
+    async def retry(self, job_id: str, *, tenant: str | None = DEFAULT_TENANT) -> Job:
         async with self._writing() as connection:
             return await actions.retry(connection, job_id, tenant)
 
-    async def delete(self, job_id: str, *, tenant: str = DEFAULT_TENANT) -> None:
+    async def delete(self, job_id: str, *, tenant: str | None = DEFAULT_TENANT) -> None:
         async with self._writing() as connection:
             await actions.delete_job(connection, job_id, tenant)
+
+    # queues, statistics, metrics ---------------------------------------------------
+    async def pause_queue(self, name: str) -> None:
+        async with self._writing() as connection:
+            await queues.set_paused(connection, name, paused=True)
+
+    async def resume_queue(self, name: str) -> None:
+        async with self._writing() as connection:
+            await queues.set_paused(connection, name, paused=False)
+
+    async def list_queues(self, *, tenant: str | None = DEFAULT_TENANT) -> list[QueueInfo]:
+        async with self._reading() as connection:
+            return await queues.list_queues(connection, tenant)
+
+    async def stats(
+        self, *, tenant: str | None = DEFAULT_TENANT, window_seconds: float = 900.0
+    ) -> JobStats:
+        async with self._reading() as connection:
+            return await stats.stats(connection, tenant, window_seconds)
+
+    async def metrics(self) -> MetricsSnapshot:
+        async with self._reading() as connection:
+            return await metrics.metrics(connection)
+
+    # API keys ----------------------------------------------------------------------
+    async def create_api_key(self, key: ApiKey) -> ApiKey:
+        async with self._writing() as connection:
+            return await keys.create_api_key(connection, key)
+
+    async def find_api_key(self, key_id: str) -> ApiKey | None:
+        async with self._reading() as connection:
+            return await keys.find_api_key(connection, key_id)
+
+    async def list_api_keys(self) -> list[ApiKey]:
+        async with self._reading() as connection:
+            return await keys.list_api_keys(connection)
+
+    async def revoke_api_key(self, key_id: str) -> ApiKey:
+        async with self._writing() as connection:
+            return await keys.revoke_api_key(connection, key_id)
 
     # monitor -----------------------------------------------------------------------
     async def promote_due(self, *, limit: int) -> int:
