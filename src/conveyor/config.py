@@ -5,10 +5,10 @@ Read once at an edge (CLI, `Conveyor()`, `create_app`) and passed explicitly fro
 
 from __future__ import annotations
 
-from typing import Any, Self
+from typing import Annotated, Any, Self
 
 from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from conveyor.core.errors import ConfigError
 
@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     admin_key: str | None = None
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     max_args_bytes: int = Field(default=262_144, gt=0)
+    # Origins browsers may call the HTTP API from, comma-separated; empty keeps CORS closed.
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
 
     @field_validator("database_url")
     @classmethod
@@ -44,6 +46,13 @@ class Settings(BaseSettings):
         ):
             raise ValueError("must start with sqlite:/// or postgresql://")
         return url
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(origin.strip() for origin in value.split(",") if origin.strip())
+        return value
 
     @model_validator(mode="after")
     def _heartbeat_inside_lease(self) -> Self:
