@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Coroutine
+import secrets
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -20,11 +21,14 @@ from conveyor.cli import app as cli_app
 from conveyor.config import ENV_PREFIX, load_settings
 from conveyor.core.outcome import Completed, Failed, Outcome
 from conveyor.ports import Settlement
+from tests.backends import Backend, create_database, drop_database, url_for_database
 from tests.cli.app import app as test_app
 
 T = TypeVar("T")
 
 TEST_APP = "tests.cli.app:app"
+# Nothing listens on port 1: connecting fails at once.
+UNREACHABLE_POSTGRES = "postgresql://postgres@127.0.0.1:1/conveyor"
 
 
 @pytest.fixture(autouse=True)
@@ -117,3 +121,29 @@ class StoreHelper:
 @pytest.fixture
 def store_helper(sqlite_url: str) -> StoreHelper:
     return StoreHelper(sqlite_url)
+
+
+@pytest.fixture
+def backend_cli(database_url: str) -> Cli:
+    """`cli` on each database backend (SQLite, then PostgreSQL)."""
+    return Cli(database_url)
+
+
+@pytest.fixture
+def backend_store_helper(database_url: str) -> StoreHelper:
+    """`store_helper` on the same store as `backend_cli`."""
+    return StoreHelper(database_url)
+
+
+@pytest.fixture
+def empty_postgres_url(postgres_server: Backend) -> Iterator[str]:
+    """A PostgreSQL database that was never migrated, dropped after the test."""
+    if postgres_server.url is None:
+        pytest.fail(postgres_server.problem or "PostgreSQL unavailable", pytrace=False)
+    server_url = postgres_server.url
+    name = f"conveyor_cli_{secrets.token_hex(6)}"
+    asyncio.run(create_database(server_url, name))
+    try:
+        yield url_for_database(server_url, name)
+    finally:
+        asyncio.run(drop_database(server_url, name))

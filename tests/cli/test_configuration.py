@@ -7,10 +7,8 @@ import sys
 
 import pytest
 
-from tests.cli.conftest import TEST_APP, Cli
+from tests.cli.conftest import TEST_APP, UNREACHABLE_POSTGRES, Cli
 from tests.cli.processes import ROOT
-
-UNREACHABLE_POSTGRES = "postgresql://postgres@127.0.0.1:1/conveyor"
 
 
 def test_an_invalid_setting_names_the_variable_and_exits_2(cli: Cli) -> None:

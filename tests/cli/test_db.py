@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import secrets
-from collections.abc import Iterator
-
 import pytest
 
-from tests.backends import Backend, create_database, drop_database, url_for_database
 from tests.cli.conftest import Cli
 
 
@@ -31,20 +26,6 @@ def test_upgrade_brings_a_sqlite_store_to_head(cli: Cli) -> None:
 def test_upgrade_twice_is_harmless(cli: Cli) -> None:
     assert cli("db", "upgrade").exit_code == 0
     assert cli("db", "upgrade").exit_code == 0
-
-
-@pytest.fixture
-def empty_postgres_url(postgres_server: Backend) -> Iterator[str]:
-    """A PostgreSQL database that was never migrated, dropped after the test."""
-    if postgres_server.url is None:
-        pytest.fail(postgres_server.problem or "PostgreSQL unavailable", pytrace=False)
-    server_url = postgres_server.url
-    name = f"conveyor_cli_{secrets.token_hex(6)}"
-    asyncio.run(create_database(server_url, name))
-    try:
-        yield url_for_database(server_url, name)
-    finally:
-        asyncio.run(drop_database(server_url, name))
 
 
 @pytest.mark.postgres

@@ -9,11 +9,15 @@ from typing import Annotated
 
 import typer
 
+from conveyor.cli.api import api
 from conveyor.cli.db import db_app
 from conveyor.cli.enqueue import enqueue
 from conveyor.cli.errors import ConveyorGroup
 from conveyor.cli.facade import GlobalOptions
 from conveyor.cli.jobs import jobs_app
+from conveyor.cli.keys import keys_app
+from conveyor.cli.queues import queues_app
+from conveyor.cli.up import up
 from conveyor.cli.watch import watch
 from conveyor.cli.worker import monitor, worker
 
@@ -48,11 +52,15 @@ def configure(
     ctx.obj = GlobalOptions(database_url=database_url)
 
 
+app.command("up")(up)
+app.command("api")(api)
 app.command("worker")(worker)
 app.command("monitor")(monitor)
 app.command("enqueue")(enqueue)
 app.command("watch")(watch)
 app.add_typer(jobs_app)
+app.add_typer(queues_app)
+app.add_typer(keys_app)
 app.add_typer(db_app)
 
 

@@ -12,6 +12,8 @@ task, arguments that do not match the task, an invalid setting).
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +42,25 @@ class CommandFailed(ConveyorError):
         self.exit_code = exit_code
 
 
+class InvalidInput(ConveyorError):
+    """Invalid values given to a command that are not job options: `what` names them."""
+
+    def __init__(self, what: str, problems: Sequence[FieldError]) -> None:
+        super().__init__(f"invalid {what}: " + "; ".join(str(problem) for problem in problems))
+        self.what = what
+        self.problems = tuple(problems)
+
+
+@contextmanager
+def invalid_input(what: str) -> Iterator[None]:
+    """Report the facade's InvalidSubmission as invalid `what` (an API key, a queue name),
+    since the facade's checks of names are shared with job submissions."""
+    try:
+        yield
+    except InvalidSubmission as error:
+        raise InvalidInput(what, error.problems) from None
+
+
 @dataclass(frozen=True, slots=True)
 class Failure:
     lines: tuple[str, ...]
@@ -53,6 +74,8 @@ def describe(error: ConveyorError) -> Failure:
             return _listing(f"invalid arguments for task {error.task!r}:", error.problems)
         case InvalidSubmission():
             return _listing("invalid job options:", error.problems)
+        case InvalidInput():
+            return _listing(f"invalid {error.what}:", error.problems)
         case ConfigError() | UnknownTask() | DuplicateTask():
             return Failure((str(error),), EXIT_USAGE)
         case CommandFailed():

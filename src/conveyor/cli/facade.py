@@ -45,7 +45,11 @@ def application(ctx: typer.Context, spec: str | None = None) -> Conveyor:
     """The user's app named by `--app MODULE:ATTRIBUTE`, or a producer-only app."""
     if spec is None:
         return Conveyor(settings_for(ctx))
-    app = load_app(spec)
+    return with_database_override(ctx, load_app(spec))
+
+
+def with_database_override(ctx: typer.Context, app: Conveyor) -> Conveyor:
+    """`app`, pointed at the store named by `--database-url` if one was given."""
     database_url = global_options(ctx).database_url
     if database_url is not None:
         # Validated like any setting (the error names --database-url); the rest of the
@@ -65,6 +69,11 @@ def run(app: Conveyor, work: Callable[[Conveyor], Coroutine[Any, Any, T]]) -> T:
             await app.close()
 
     return asyncio.run(main())
+
+
+async def check_store(app: Conveyor) -> None:
+    """Open the app's store and ping it: an unreachable or unmigrated store fails here."""
+    await (await app.store()).ping()
 
 
 def describe_database(url: str) -> str:

@@ -1,4 +1,4 @@
-"""`conveyor worker` and `conveyor monitor`: the long-running processes, and their logs."""
+"""`conveyor worker` and `conveyor monitor`: the long-running worker processes."""
 
 from __future__ import annotations
 
@@ -6,53 +6,17 @@ import asyncio
 import logging
 import sys
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Annotated
 
 import typer
-from rich.logging import RichHandler
 
-from conveyor.cli.facade import application, describe_database, global_options, run
+from conveyor.cli.facade import application, check_store, describe_database, global_options, run
+from conveyor.cli.logs import LogLevel, LogLevelOption, configure_logging
 from conveyor.client import Conveyor
 from conveyor.runtime.signals import install_signal_handlers
 from conveyor.runtime.supervisor import Supervisor
 
 logger = logging.getLogger("conveyor.cli")
-
-HANDLER_NAME = "conveyor-cli"
-
-
-class LogLevel(StrEnum):
-    DEBUG = "debug"
-    INFO = "info"
-    WARNING = "warning"
-    ERROR = "error"
-
-
-LogLevelOption = Annotated[
-    LogLevel, typer.Option("--log-level", case_sensitive=False, help="Least severe to log.")
-]
-
-
-def configure_logging(level: LogLevel) -> None:
-    """Log to stderr: with Rich on a terminal, as plain timestamped lines otherwise."""
-    handler: logging.Handler
-    if sys.stderr.isatty():
-        handler = RichHandler(show_path=False, rich_tracebacks=True)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-    else:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.set_name(HANDLER_NAME)
-    root = logging.getLogger()
-    # Replace only our own handler, so a host's logging setup (pytest's, say) stays intact.
-    for existing in [item for item in root.handlers if item.get_name() == HANDLER_NAME]:
-        root.removeHandler(existing)
-    root.addHandler(handler)
-    root.setLevel(level.upper())
-    if level is not LogLevel.DEBUG:
-        # Alembic narrates every schema check at INFO; that is noise in a worker's log.
-        logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def parse_queues(text: str | None) -> list[str]:
@@ -154,10 +118,6 @@ def run_one_worker(app: Conveyor, options: WorkerOptions) -> None:
             with_monitor=options.with_monitor,
         ),
     )
-
-
-async def check_store(app: Conveyor) -> None:
-    await (await app.store()).ping()
 
 
 def supervise(app: Conveyor, child_command: list[str], processes: int) -> None:
