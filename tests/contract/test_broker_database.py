@@ -255,3 +255,37 @@ async def test_an_outage_is_logged_once_however_many_reconnections_fail(
     warnings = [record for record in caplog.records if record.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert sum("restored" in record.getMessage() for record in caplog.records) == 1
+
+
+# SQLite: the change watcher ---------------------------------------------------------------
+
+
+@pytest.fixture
+async def sqlite_store(sqlite_url: str) -> AsyncIterator[SqlJobStore]:
+    opened = await SqlJobStore.open(sqlite_url)
+    yield opened
+    await opened.close()
+
+
+async def test_a_paused_queue_backlog_wakes_no_waiter_on_sqlite(
+    sqlite_store: SqlJobStore, sqlite_url: str
+) -> None:
+    broker = DatabaseBroker(sqlite_store, poll_interval=POLL_INTERVAL)
+    await broker.start()
+    producer = await SqlJobStore.open(sqlite_url)
+    try:
+        await sqlite_store.pause_queue("paused")
+        waiter_on_paused = await start_waiting(broker, ["paused"])
+        await enqueue(producer, "paused")
+        # A later change wakes a waiter on another queue: by then the paused queue's job
+        # has been looked at, and it woke nobody.
+        waiter_on_b = await start_waiting(broker, ["b"])
+        await enqueue(producer, "b")
+        await asyncio.wait_for(waiter_on_b, DEADLINE)
+        assert not waiter_on_paused.done()
+
+        await producer.resume_queue("paused")
+        await asyncio.wait_for(waiter_on_paused, DEADLINE)
+    finally:
+        await producer.close()
+        await broker.close()

@@ -365,6 +365,9 @@ def _ready_query(queues: frozenset[str]) -> tuple[str, tuple[str, ...]]:
     condition = f"state = '{JobState.QUEUED.value}'"
     if queues:
         condition += " AND queue IN (" + ", ".join("?" * len(queues)) + ")"
+    # A paused queue's backlog is not work: waking for it would only make idle workers
+    # take SQLite's write lock to claim nothing.
+    condition += f" AND queue NOT IN (SELECT name FROM {schema.queues.name} WHERE paused)"
     source = f"{schema.jobs.name} INDEXED BY {READY_INDEX}"
     return f"SELECT EXISTS (SELECT 1 FROM {source} WHERE {condition})", tuple(queues)
 
