@@ -177,6 +177,7 @@ async def test_filters_select_by_state_task_queue_tag_and_creation_time(api: Api
         ({"state": "sleeping"}, "state.0"),
         ({"created_after": "yesterday"}, "created_after"),
         ({"created_after": "2024-01-01T00:00:00"}, "created_after"),
+        ({"created_before": "0.5"}, "created_before"),  # not read as a Unix timestamp
         ({"task": "a\u0000b"}, "task"),
         ({"limit": 0}, "limit"),
     ],

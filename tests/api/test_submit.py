@@ -80,6 +80,7 @@ async def test_run_at_takes_an_rfc3339_instant_with_an_offset(api: Api) -> None:
         pytest.param({**SQUARE_SUM, "delay": -1}, "delay", id="negative delay"),
         pytest.param({**SQUARE_SUM, "run_at": "2030-01-01T00:00:00"}, "run_at", id="no offset"),
         pytest.param({**SQUARE_SUM, "run_at": 1700000000}, "run_at", id="run_at as number"),
+        pytest.param({**SQUARE_SUM, "run_at": "1700000000"}, "run_at", id="run_at as numeric text"),
         pytest.param(
             {**SQUARE_SUM, "run_at": "0001-01-01T00:00:00+14:00"}, "run_at", id="run_at overflow"
         ),

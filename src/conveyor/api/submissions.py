@@ -7,6 +7,7 @@ HTTP API accepts exactly what the Python API accepts.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -27,8 +28,13 @@ from conveyor.runtime.submission import SubmitOptions
 MAX_BATCH_JOBS = 1000
 
 
-def _text_only(value: object) -> object:
-    if not isinstance(value, str):
+# The date that starts an RFC 3339 date-time. Pydantic would also read a number, or a
+# numeric string ("1700000000", "0.5"), as a Unix timestamp: neither is RFC 3339.
+_RFC3339_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ]")
+
+
+def _rfc3339_text(value: object) -> object:
+    if not isinstance(value, str) or not _RFC3339_DATE.match(value):
         raise ValueError("must be an RFC 3339 date-time string with an offset")
     return value
 
@@ -40,7 +46,7 @@ def _in_utc(value: datetime) -> datetime:
         raise ValueError("is out of range once converted to UTC") from None
 
 
-Instant = Annotated[AwareDatetime, BeforeValidator(_text_only), AfterValidator(_in_utc)]
+Instant = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text), AfterValidator(_in_utc)]
 """An RFC 3339 date-time with an offset, normalised to UTC."""
 
 
