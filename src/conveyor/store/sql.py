@@ -6,6 +6,8 @@ StoreUnavailable; the statements themselves live in the modules it delegates to.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
@@ -56,6 +58,9 @@ class SqlJobStore:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        # SQLite has one writer at a time. This process's writers take turns here, in
+        # arrival order, instead of in SQLite's busy handler, which polls with growing sleeps.
+        self._write_turn = asyncio.Lock() if engine.dialect.name == "sqlite" else None
         self._reader = reader(engine)
         self._leadership = leadership_for(engine)
 
@@ -90,9 +95,10 @@ class SqlJobStore:
 
     @asynccontextmanager
     async def _writing(self) -> AsyncIterator[AsyncConnection]:
-        with self._translated():
-            async with self._engine.begin() as connection:
-                yield connection
+        async with self._write_turn or contextlib.nullcontext():
+            with self._translated():
+                async with self._engine.begin() as connection:
+                    yield connection
 
     @asynccontextmanager
     async def _reading(self) -> AsyncIterator[AsyncConnection]:
