@@ -45,6 +45,8 @@ class Backend:
     problem: str | None = None
     stop: Callable[[], None] = field(default=lambda: None)
     restart: Callable[[], None] | None = None  # only for servers this session started
+    halt: Callable[[], None] | None = None  # stop serving, keeping the data (own servers)
+    resume: Callable[[], None] | None = None  # serve again after `halt`
 
     def require_url(self) -> str:
         if self.url is None:
@@ -179,8 +181,15 @@ def start_postgres() -> Backend:
         command = [pg_ctl, "-D", str(data), "-l", log, "-o", options, "-m", "fast", "-w"]
         _run([*run_as, *command, "-t", wait, "restart"])
 
+    def halt() -> None:
+        _run([*run_as, pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"])
+
+    def resume() -> None:
+        command = [pg_ctl, "-D", str(data), "-l", log, "-o", options, "-w", "-t", wait]
+        _run([*run_as, *command, "start"])
+
     url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
-    return Backend(url=url, stop=stop, restart=restart)
+    return Backend(url=url, stop=stop, restart=restart, halt=halt, resume=resume)
 
 
 def _unprivileged_prefix(workdir: Path) -> list[str]:
