@@ -16,10 +16,13 @@ from __future__ import annotations
 from conveyor.client import Conveyor
 from conveyor.config import Settings
 from conveyor.core.errors import (
+    ApiKeyNotFound,
+    ArgumentsTooLarge,
     ConfigError,
     ConveyorError,
     DuplicateTask,
     FieldError,
+    IdempotencyConflict,
     InvalidArguments,
     InvalidSubmission,
     InvalidTransition,
@@ -38,12 +41,15 @@ from conveyor.runtime.context import JobContext
 from conveyor.sync import blocking
 
 __all__ = [
+    "ApiKeyNotFound",
+    "ArgumentsTooLarge",
     "ConfigError",
     "Conveyor",
     "ConveyorError",
     "DuplicateTask",
     "ErrorInfo",
     "FieldError",
+    "IdempotencyConflict",
     "InvalidArguments",
     "InvalidSubmission",
     "InvalidTransition",

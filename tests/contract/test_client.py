@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from conveyor import (
     Conveyor,
+    IdempotencyConflict,
     InvalidArguments,
     InvalidSubmission,
     JobFailed,
@@ -181,6 +182,21 @@ async def test_a_repeated_idempotency_key_returns_the_first_job(app: Conveyor) -
     again = await app.enqueue("math.square_sum", {"numbers": [1]}, idempotency_key="order-42")
     assert again.id == first.id
     assert await count_jobs(app) == 1
+
+
+async def test_a_reused_idempotency_key_with_other_arguments_is_refused(app: Conveyor) -> None:
+    first = await app.enqueue("math.square_sum", {"numbers": [1]}, idempotency_key="order-7")
+
+    with pytest.raises(IdempotencyConflict, match="order-7"):
+        await app.enqueue("math.square_sum", {"numbers": [2]}, idempotency_key="order-7")
+    with pytest.raises(IdempotencyConflict):
+        await app.enqueue(
+            "math.square_sum", {"numbers": [1]}, idempotency_key="order-7", priority=9
+        )
+
+    page = await app.list_jobs()
+    assert [job.id for job in page.items] == [first.id]
+    assert (await app.get(first.id)).args == {"numbers": [1]}
 
 
 async def test_blocking_runs_the_api_from_synchronous_code(app: Conveyor) -> None:
