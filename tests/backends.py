@@ -23,6 +23,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import asyncpg
+import pytest
 from sqlalchemy.engine import make_url
 
 POSTGRES_URL_VARIABLE = "CONVEYOR_TEST_POSTGRES_URL"
@@ -35,6 +36,31 @@ PROBE_TIMEOUT_SECONDS = 3.0
 DATABASE_DDL_TIMEOUT_SECONDS = 60.0
 # initdb plus a first start can take a while on a slow, busy CI machine.
 SERVER_START_TIMEOUT_SECONDS = 60.0
+
+
+REDIS_SUFFIX = "+redis"
+DATABASES = (
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+)
+ON_EVERY_BROKER = pytest.mark.parametrize(
+    "backend_name",
+    [*DATABASES, pytest.param("postgres+redis", id="postgres+redis", marks=pytest.mark.postgres)],
+)
+"""For a test module whose behaviour involves the broker: `pytestmark = ON_EVERY_BROKER`."""
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """Where a test's jobs live: the store's URL, and its Redis broker if it has one."""
+
+    database_url: str
+    redis_url: str | None = None
+    redis_prefix: str | None = None
+
+    @property
+    def uses_redis(self) -> bool:
+        return self.redis_url is not None
 
 
 @dataclass

@@ -18,8 +18,12 @@ import pytest_asyncio
 
 from conveyor.store.migrate import upgrade
 from conveyor.store.sql import SqlJobStore
+from tests.announcing_store import open_test_store
 from tests.backends import (
+    DATABASES,
+    REDIS_SUFFIX,
     Backend,
+    Deployment,
     create_database,
     delete_keys,
     drop_database,
@@ -84,21 +88,38 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'conveyor.db'}"
 
 
-@pytest.fixture(
-    params=[
-        pytest.param("sqlite", id="sqlite"),
-        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-    ]
-)
-def database_url(request: pytest.FixtureRequest) -> str:
-    """Each test that uses it runs once per database backend."""
-    url: str = request.getfixturevalue(f"{request.param}_url")
+@pytest.fixture(params=DATABASES)
+def backend_name(request: pytest.FixtureRequest) -> str:
+    """Which backends a test runs on: each test that uses it runs once per database.
+
+    A module that also runs on Redis overrides it: `pytestmark = ON_EVERY_BROKER`.
+    """
+    name: str = request.param
+    return name
+
+
+@pytest.fixture
+def database_url(request: pytest.FixtureRequest, backend_name: str) -> str:
+    database = backend_name.removesuffix(REDIS_SUFFIX)
+    url: str = request.getfixturevalue(f"{database}_url")
     return url
 
 
 @pytest.fixture
-async def store(database_url: str) -> AsyncIterator[SqlJobStore]:
-    opened = await SqlJobStore.open(database_url)
+def deployment(request: pytest.FixtureRequest, backend_name: str, database_url: str) -> Deployment:
+    """The store and, for "postgres+redis", the Redis broker (with its own key prefix)."""
+    if not backend_name.endswith(REDIS_SUFFIX):
+        return Deployment(database_url)
+    redis_url: str = request.getfixturevalue("redis_url")
+    redis_prefix: str = request.getfixturevalue("redis_prefix")
+    return Deployment(database_url, redis_url=redis_url, redis_prefix=redis_prefix)
+
+
+@pytest.fixture
+async def store(deployment: Deployment) -> AsyncIterator[SqlJobStore]:
+    """The test's store; with a Redis broker, it announces what it enqueues as the facade
+    does, so that tests enqueueing through the store reach the workers."""
+    opened = await open_test_store(deployment)
     try:
         yield opened
     finally:

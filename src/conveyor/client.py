@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, Self
 
 from conveyor.brokers.database import DatabaseBroker
+from conveyor.brokers.redis import RedisBroker
 from conveyor.config import Settings, load_settings
 from conveyor.core.access import ApiKey, Principal, Role, digest_of, key_id_of, matches, mint_key
 from conveyor.core.errors import FieldError, InvalidSubmission, JobFailed, UnknownTask
@@ -49,7 +50,7 @@ REMOTE_TASK_CACHE_SECONDS = 5.0
 @dataclass(slots=True)
 class _Backend:
     store: SqlJobStore
-    broker: DatabaseBroker
+    broker: Broker
 
 
 class Conveyor:
@@ -379,11 +380,21 @@ class Conveyor:
         backend = self._backends.get(loop)
         if backend is None:
             store = await self.open_store()
-            backend = _Backend(
-                store, DatabaseBroker(store, poll_interval=self.settings.poll_interval_seconds)
-            )
+            backend = _Backend(store, self._broker_for(store))
             self._backends[loop] = backend
         return backend
+
+    def _broker_for(self, store: SqlJobStore) -> Broker:
+        """Redis when it is configured, the database itself otherwise."""
+        settings = self.settings
+        if settings.redis_url:
+            return RedisBroker(
+                store,
+                url=settings.redis_url,
+                prefix=settings.redis_prefix,
+                poll_interval=settings.poll_interval_seconds,
+            )
+        return DatabaseBroker(store, poll_interval=settings.poll_interval_seconds)
 
     async def close(self) -> None:
         """Close the backends opened by the running event loop."""

@@ -20,6 +20,8 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite:///conveyor.db"
     redis_url: str | None = None
+    # Every key Conveyor writes starts with this, so that deployments can share one Redis.
+    redis_prefix: str = "conveyor:"
     lease_seconds: float = Field(default=30.0, gt=0)
     heartbeat_seconds: float = Field(default=10.0, gt=0)
     max_attempts: int = Field(default=5, ge=1)
@@ -46,6 +48,13 @@ class Settings(BaseSettings):
         ):
             raise ValueError("must start with sqlite:/// or postgresql://")
         return url
+
+    @field_validator("redis_prefix")
+    @classmethod
+    def _usable_prefix(cls, prefix: str) -> str:
+        if not prefix or any(character.isspace() for character in prefix):
+            raise ValueError("must be non-empty, without whitespace")
+        return prefix
 
     @field_validator("cors_origins", mode="before")
     @classmethod

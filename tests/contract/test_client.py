@@ -20,9 +20,12 @@ from conveyor import (
     UnknownTask,
     blocking,
 )
-from conveyor.config import load_settings
+from conveyor.brokers.database import DatabaseBroker
+from conveyor.brokers.redis import RedisBroker
+from conveyor.config import Settings, load_settings
 from conveyor.ports import JobFilter
 from conveyor.runtime.worker import Worker
+from tests.backends import ON_EVERY_BROKER, Deployment
 
 FAST = {
     "lease_seconds": 2,
@@ -34,8 +37,17 @@ FAST = {
 }
 
 
-def build_app(database_url: str) -> Conveyor:
-    app = Conveyor(load_settings(database_url=database_url, **FAST))
+def settings_of(deployment: Deployment, **options: float) -> Settings:
+    return load_settings(
+        database_url=deployment.database_url,
+        redis_url=deployment.redis_url,
+        redis_prefix=deployment.redis_prefix,
+        **options,
+    )
+
+
+def build_app(deployment: Deployment) -> Conveyor:
+    app = Conveyor(settings_of(deployment, **FAST))
 
     @app.task(name="math.square_sum", queue="math", max_attempts=3)
     async def square_sum(numbers: list[float]) -> float:
@@ -49,8 +61,8 @@ def build_app(database_url: str) -> Conveyor:
 
 
 @pytest.fixture
-async def app(database_url: str) -> AsyncIterator[Conveyor]:
-    application = build_app(database_url)
+async def app(deployment: Deployment) -> AsyncIterator[Conveyor]:
+    application = build_app(deployment)
     yield application
     await application.close()
 
@@ -71,6 +83,7 @@ async def count_jobs(app: Conveyor) -> int:
     return len((await app.list_jobs(JobFilter(), limit=500)).items)
 
 
+@ON_EVERY_BROKER
 async def test_a_task_enqueued_from_its_function_runs_and_wait_returns_the_result(
     app: Conveyor,
 ) -> None:
@@ -87,6 +100,7 @@ async def test_a_task_enqueued_from_its_function_runs_and_wait_returns_the_resul
         await stop_worker(worker, running)
 
 
+@ON_EVERY_BROKER
 async def test_wait_raises_job_failed_when_the_job_ends_in_the_dead_letter_queue(
     app: Conveyor,
 ) -> None:
@@ -101,18 +115,31 @@ async def test_wait_raises_job_failed_when_the_job_ends_in_the_dead_letter_queue
         await stop_worker(worker, running)
 
 
+@ON_EVERY_BROKER
+async def test_the_broker_is_redis_exactly_when_a_redis_url_is_set(
+    app: Conveyor, deployment: Deployment
+) -> None:
+    broker = await app.broker()
+    expected = RedisBroker if deployment.uses_redis else DatabaseBroker
+    assert type(broker) is expected
+    await broker.ping()
+
+
+@ON_EVERY_BROKER
 async def test_wait_times_out_while_the_job_has_not_ended(app: Conveyor) -> None:
     job = await app.enqueue("math.square_sum", {"numbers": [1]})
     with pytest.raises(TimeoutError):
         await app.wait(job.id, timeout=0.2)
 
 
+@ON_EVERY_BROKER
 async def test_an_unknown_task_is_refused_and_nothing_is_stored(app: Conveyor) -> None:
     with pytest.raises(UnknownTask, match=r"'math\.cube'"):
         await app.enqueue("math.cube", {"numbers": [1]})
     assert await count_jobs(app) == 0
 
 
+@ON_EVERY_BROKER
 async def test_arguments_not_matching_the_signature_name_each_field_and_problem(
     app: Conveyor,
 ) -> None:
@@ -125,6 +152,7 @@ async def test_arguments_not_matching_the_signature_name_each_field_and_problem(
     assert await count_jobs(app) == 0
 
 
+@ON_EVERY_BROKER
 @pytest.mark.parametrize(
     ("options", "field"),
     [
@@ -145,6 +173,7 @@ async def test_invalid_options_are_refused_naming_the_field(
     assert await count_jobs(app) == 0
 
 
+@ON_EVERY_BROKER
 async def test_values_json_cannot_hold_are_refused_on_every_backend(app: Conveyor) -> None:
     for bad in (float("nan"), float("inf")):
         with pytest.raises(InvalidArguments, match="numbers"):
@@ -152,11 +181,12 @@ async def test_values_json_cannot_hold_are_refused_on_every_backend(app: Conveyo
     assert await count_jobs(app) == 0
 
 
+@ON_EVERY_BROKER
 async def test_a_producer_without_the_task_code_validates_against_the_registered_schema(
-    app: Conveyor, database_url: str
+    app: Conveyor, deployment: Deployment
 ) -> None:
     worker, running = await start_worker(app)  # registers the tasks in the store
-    producer = Conveyor(load_settings(database_url=database_url))
+    producer = Conveyor(settings_of(deployment))
     try:
         with pytest.raises(InvalidArguments, match="numbers"):
             await producer.enqueue("math.square_sum", {"numbers": "many"})
@@ -168,6 +198,7 @@ async def test_a_producer_without_the_task_code_validates_against_the_registered
         await stop_worker(worker, running)
 
 
+@ON_EVERY_BROKER
 async def test_enqueue_many_stores_every_job_or_none(app: Conveyor) -> None:
     jobs = await app.enqueue_many("math.square_sum", [{"numbers": [1]}, {"numbers": [2]}])
     assert [job.args for job in jobs] == [{"numbers": [1.0]}, {"numbers": [2.0]}]
@@ -177,6 +208,7 @@ async def test_enqueue_many_stores_every_job_or_none(app: Conveyor) -> None:
     assert await count_jobs(app) == 2
 
 
+@ON_EVERY_BROKER
 async def test_a_repeated_idempotency_key_returns_the_first_job(app: Conveyor) -> None:
     first = await app.enqueue("math.square_sum", {"numbers": [1]}, idempotency_key="order-42")
     again = await app.enqueue("math.square_sum", {"numbers": [1]}, idempotency_key="order-42")
@@ -184,6 +216,7 @@ async def test_a_repeated_idempotency_key_returns_the_first_job(app: Conveyor) -
     assert await count_jobs(app) == 1
 
 
+@ON_EVERY_BROKER
 async def test_a_reused_idempotency_key_with_other_arguments_is_refused(app: Conveyor) -> None:
     first = await app.enqueue("math.square_sum", {"numbers": [1]}, idempotency_key="order-7")
 
@@ -199,6 +232,7 @@ async def test_a_reused_idempotency_key_with_other_arguments_is_refused(app: Con
     assert (await app.get(first.id)).args == {"numbers": [1]}
 
 
+@ON_EVERY_BROKER
 async def test_blocking_runs_the_api_from_synchronous_code(app: Conveyor) -> None:
     def synchronous_caller() -> JobState:
         job = blocking(app.enqueue("math.square_sum", {"numbers": [1]}, delay=60))
@@ -217,7 +251,7 @@ async def test_blocking_runs_the_api_from_synchronous_code(app: Conveyor) -> Non
 async def test_a_job_enqueued_in_the_callers_transaction_exists_only_if_it_commits(
     postgres_url: str,
 ) -> None:
-    app = build_app(postgres_url)
+    app = build_app(Deployment(postgres_url))
     engine = create_async_engine(postgres_url.replace("postgresql://", "postgresql+asyncpg://"))
     try:
         async with engine.connect() as connection:

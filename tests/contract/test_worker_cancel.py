@@ -9,6 +9,7 @@ from conveyor.core.job import JobState, NewJob
 from conveyor.runtime.context import JobContext
 from conveyor.runtime.registry import TaskRegistry
 from conveyor.store.sql import SqlJobStore
+from tests.backends import ON_EVERY_BROKER, Deployment
 from tests.contract.worker_harness import (
     WAIT,
     flag,
@@ -17,6 +18,8 @@ from tests.contract.worker_harness import (
     wait_for_flag,
 )
 from tests.waiting import wait_for_state
+
+pytestmark = ON_EVERY_BROKER
 
 registry = TaskRegistry()
 
@@ -63,9 +66,9 @@ async def cancel_while_running(store: SqlJobStore, task: str) -> tuple[str, str]
 
 
 async def test_an_async_handler_is_cancelled_and_the_job_ends_cancelled(
-    database_url: str, store: SqlJobStore
+    deployment: Deployment, store: SqlJobStore
 ) -> None:
-    async with running_worker(database_url, registry) as running:
+    async with running_worker(deployment, registry) as running:
         job_id, interrupted = await cancel_while_running(store, "wait_async")
         cancelled = await wait_for_state(store, job_id, JobState.CANCELLED)
 
@@ -76,9 +79,9 @@ async def test_an_async_handler_is_cancelled_and_the_job_ends_cancelled(
 
 
 async def test_a_plain_handler_sees_ctx_cancelled_and_the_job_ends_cancelled(
-    database_url: str, store: SqlJobStore
+    deployment: Deployment, store: SqlJobStore
 ) -> None:
-    async with running_worker(database_url, registry):
+    async with running_worker(deployment, registry):
         job_id, interrupted = await cancel_while_running(store, "wait_plain")
         cancelled = await wait_for_state(store, job_id, JobState.CANCELLED)
         await wait_for_flag(interrupted)  # the thread noticed, and returned on its own
@@ -87,9 +90,9 @@ async def test_a_plain_handler_sees_ctx_cancelled_and_the_job_ends_cancelled(
 
 
 async def test_a_cancelled_run_frees_its_slot_for_the_next_job(
-    database_url: str, store: SqlJobStore
+    deployment: Deployment, store: SqlJobStore
 ) -> None:
-    async with running_worker(database_url, registry, concurrency=1):
+    async with running_worker(deployment, registry, concurrency=1):
         job_id, _ = await cancel_while_running(store, "wait_async")
         await wait_for_state(store, job_id, JobState.CANCELLED)
         after = (await store.enqueue(NewJob(task="quick"))).job

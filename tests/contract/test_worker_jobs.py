@@ -12,8 +12,11 @@ from conveyor.core.job import JobState, NewJob
 from conveyor.runtime.context import JobContext
 from conveyor.runtime.registry import TaskRegistry
 from conveyor.store.sql import SqlJobStore
+from tests.backends import ON_EVERY_BROKER, Deployment
 from tests.contract.worker_harness import running_worker
 from tests.waiting import wait_for_state
+
+pytestmark = ON_EVERY_BROKER
 
 registry = TaskRegistry()
 
@@ -46,9 +49,9 @@ async def too_slow() -> None:
 
 
 async def test_async_and_plain_jobs_complete_with_their_results_stored(
-    database_url: str, store: SqlJobStore
+    deployment: Deployment, store: SqlJobStore
 ) -> None:
-    async with running_worker(database_url, registry) as running:
+    async with running_worker(deployment, registry) as running:
         math = await store.enqueue(
             NewJob(task="square_sum", queue="math", args={"numbers": [1, 2, 3]})
         )
@@ -65,12 +68,12 @@ async def test_async_and_plain_jobs_complete_with_their_results_stored(
 
 
 async def test_many_jobs_are_claimed_in_batches_and_all_complete(
-    database_url: str, store: SqlJobStore
+    deployment: Deployment, store: SqlJobStore
 ) -> None:
     jobs = [NewJob(task="square_sum", queue="math", args={"numbers": [n]}) for n in range(30)]
     enqueued = await store.enqueue_many(jobs)
 
-    async with running_worker(database_url, registry, concurrency=4):
+    async with running_worker(deployment, registry, concurrency=4):
         results = [
             (await wait_for_state(store, item.job.id, JobState.COMPLETED)).result
             for item in enqueued
@@ -80,9 +83,9 @@ async def test_many_jobs_are_claimed_in_batches_and_all_complete(
 
 
 async def test_the_worker_registers_its_tasks_and_itself_and_deregisters_when_stopped(
-    database_url: str, store: SqlJobStore
+    deployment: Deployment, store: SqlJobStore
 ) -> None:
-    async with running_worker(database_url, registry, queues=("math", "default")) as running:
+    async with running_worker(deployment, registry, queues=("math", "default")) as running:
         workers = await store.list_workers()
         tasks = {info.name: info for info in await store.list_tasks()}
 
@@ -95,9 +98,9 @@ async def test_the_worker_registers_its_tasks_and_itself_and_deregisters_when_st
 
 
 async def test_a_failing_job_is_retried_and_ends_failed_with_one_error_per_attempt(
-    database_url: str, store: SqlJobStore
+    deployment: Deployment, store: SqlJobStore
 ) -> None:
-    async with running_worker(database_url, registry):
+    async with running_worker(deployment, registry):
         job = (
             await store.enqueue(
                 NewJob(task="always_fails", args={"reason": "boom"}, max_attempts=3)
@@ -114,9 +117,9 @@ async def test_a_failing_job_is_retried_and_ends_failed_with_one_error_per_attem
 
 
 async def test_retry_with_a_delay_waits_that_long_before_the_next_attempt(
-    database_url: str, store: SqlJobStore
+    deployment: Deployment, store: SqlJobStore
 ) -> None:
-    async with running_worker(database_url, registry):
+    async with running_worker(deployment, registry):
         job = (await store.enqueue(NewJob(task="retry_once_later", args={"delay": 1.5}))).job
         waiting = await wait_for_state(store, job.id, JobState.RETRYABLE)
         done = await wait_for_state(store, job.id, JobState.COMPLETED)
@@ -130,9 +133,9 @@ async def test_retry_with_a_delay_waits_that_long_before_the_next_attempt(
 
 
 async def test_a_job_past_its_time_limit_follows_the_retry_policy(
-    database_url: str, store: SqlJobStore
+    deployment: Deployment, store: SqlJobStore
 ) -> None:
-    async with running_worker(database_url, registry):
+    async with running_worker(deployment, registry):
         job = (await store.enqueue(NewJob(task="too_slow", max_attempts=2))).job
         failed = await wait_for_state(store, job.id, JobState.FAILED)
 
@@ -141,9 +144,9 @@ async def test_a_job_past_its_time_limit_follows_the_retry_policy(
 
 
 async def test_a_worker_takes_jobs_only_from_its_queues(
-    database_url: str, store: SqlJobStore
+    deployment: Deployment, store: SqlJobStore
 ) -> None:
-    async with running_worker(database_url, registry, queues=("math",)):
+    async with running_worker(deployment, registry, queues=("math",)):
         other = (await store.enqueue(NewJob(task="thread_name", queue="reports"))).job
         mine = (
             await store.enqueue(NewJob(task="square_sum", queue="math", args={"numbers": [2]}))

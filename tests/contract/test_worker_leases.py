@@ -15,6 +15,7 @@ from conveyor.ports import Settlement
 from conveyor.runtime.context import JobContext
 from conveyor.runtime.registry import TaskRegistry
 from conveyor.store.sql import SqlJobStore
+from tests.backends import ON_EVERY_BROKER, Deployment
 from tests.contract.worker_harness import (
     FAST,
     flag,
@@ -29,6 +30,8 @@ from tests.contract.worker_harness import (
 from tests.waiting import wait_for_state
 
 BLOCK_SECONDS = 3 * FAST.lease_seconds
+
+pytestmark = ON_EVERY_BROKER
 
 registry = TaskRegistry()
 runs: dict[str, int] = {}
@@ -78,11 +81,11 @@ async def hold_attempt(release: str, interrupted: str, ctx: JobContext) -> int:
 
 
 async def test_a_handler_blocking_the_event_loop_past_its_lease_is_not_rescued(
-    database_url: str, store: SqlJobStore
+    deployment: Deployment, store: SqlJobStore
 ) -> None:
     name = new_flag()
-    with monitor_in_thread(database_url):
-        async with running_worker(database_url, registry, with_monitor=False):
+    with monitor_in_thread(deployment.database_url):
+        async with running_worker(deployment, registry, with_monitor=False):
             job = (await store.enqueue(NewJob(task="block_event_loop", args={"name": name}))).job
             done = await wait_for_state(store, job.id, JobState.COMPLETED)
 
@@ -91,12 +94,12 @@ async def test_a_handler_blocking_the_event_loop_past_its_lease_is_not_rescued(
 
 
 async def test_the_worker_claims_and_settles_while_an_async_handler_blocks_its_loop(
-    database_url: str, store: SqlJobStore
+    deployment: Deployment, store: SqlJobStore
 ) -> None:
     # When async handlers shared the worker's loop, nothing was claimed or settled while
     # one blocked it, and a write in flight kept SQLite locked, so no lease was renewed.
     started, finished = new_flag(), new_flag()
-    async with running_worker(database_url, registry, concurrency=2):  # its monitor is on
+    async with running_worker(deployment, registry, concurrency=2):  # its monitor is on
         args = {"started": started, "finished": finished}
         slow = (await store.enqueue(NewJob(task="block_handler_loop", args=args))).job
         await wait_for_flag(started)
@@ -121,10 +124,10 @@ async def hold_and_steal(store: SqlJobStore) -> tuple[str, dict[str, str]]:
 
 
 async def test_a_lost_lease_stops_the_run_and_the_new_owners_result_stands(
-    database_url: str, store: SqlJobStore
+    deployment: Deployment, store: SqlJobStore
 ) -> None:
     # One slot, held by the job: the worker cannot claim the rescued job back itself.
-    async with running_worker(database_url, registry, concurrency=1) as running:
+    async with running_worker(deployment, registry, concurrency=1) as running:
         job_id, flags = await hold_and_steal(store)
         # The next heartbeat finds the lease gone: the run is cancelled, nothing settled.
         await wait_for_flag(flags["interrupted"])
@@ -140,11 +143,11 @@ async def test_a_lost_lease_stops_the_run_and_the_new_owners_result_stands(
 
 
 async def test_a_run_that_ends_after_losing_its_lease_cannot_overwrite_the_result(
-    database_url: str, store: SqlJobStore, caplog: pytest.LogCaptureFixture
+    deployment: Deployment, store: SqlJobStore, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Heartbeats far apart: the run ends (and its outcome is sent) before one notices.
     async with running_worker(
-        database_url, registry, concurrency=1, lease_seconds=30, heartbeat_seconds=20
+        deployment, registry, concurrency=1, lease_seconds=30, heartbeat_seconds=20
     ) as running:
         job_id, flags = await hold_and_steal(store)
         flag(flags["release"]).set()
@@ -164,10 +167,10 @@ async def test_a_run_that_ends_after_losing_its_lease_cannot_overwrite_the_resul
 
 
 async def test_a_job_the_worker_claims_again_after_losing_it_runs_once_more_not_twice(
-    database_url: str, store: SqlJobStore
+    deployment: Deployment, store: SqlJobStore
 ) -> None:
     release, interrupted = new_flag(), new_flag()
-    async with running_worker(database_url, registry, concurrency=2) as running:
+    async with running_worker(deployment, registry, concurrency=2) as running:
         args = {"release": release, "interrupted": interrupted}
         job = (await store.enqueue(NewJob(task="hold_attempt", args=args))).job
         await wait_for_state(store, job.id, JobState.RUNNING)
@@ -184,7 +187,7 @@ async def test_a_job_the_worker_claims_again_after_losing_it_runs_once_more_not_
 
 
 async def test_a_job_left_by_a_dead_worker_is_rescued_by_a_workers_own_monitor(
-    database_url: str, store: SqlJobStore
+    deployment: Deployment, store: SqlJobStore
 ) -> None:
     release = new_flag()
     flag(release).set()
@@ -192,7 +195,7 @@ async def test_a_job_left_by_a_dead_worker_is_rescued_by_a_workers_own_monitor(
     job = (await store.enqueue(NewJob(task="hold_attempt", args=args))).job
     await store.claim(worker_id="dead-worker", queues=(), limit=1, lease_seconds=0.5)
 
-    async with running_worker(database_url, registry) as running:  # its monitor is on
+    async with running_worker(deployment, registry) as running:  # its monitor is on
         done = await wait_for_state(store, job.id, JobState.COMPLETED)
 
     assert (done.result, done.attempt, done.worker) == (2, 2, running.worker.id)

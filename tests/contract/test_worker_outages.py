@@ -16,6 +16,7 @@ from conveyor.core.job import JobState, NewJob
 from conveyor.ports import Claim, Renewal, Settlement
 from conveyor.runtime.registry import TaskRegistry
 from conveyor.store.sql import SqlJobStore
+from tests.backends import ON_EVERY_BROKER, Deployment
 from tests.contract.worker_harness import (
     WAIT,
     flag,
@@ -62,6 +63,18 @@ class FlakyStore(SqlJobStore):
             worker_id=worker_id, queues=queues, limit=limit, lease_seconds=lease_seconds
         )
 
+    async def claim_ids(
+        self, *, worker_id: str, job_ids: Sequence[str], lease_seconds: float
+    ) -> list[Claim]:
+        self._reach("claim")  # the Redis broker's claims
+        return await super().claim_ids(
+            worker_id=worker_id, job_ids=job_ids, lease_seconds=lease_seconds
+        )
+
+    async def paused_queues(self) -> frozenset[str]:
+        self._reach("claim")  # the Redis broker reads them before it pops ids to claim
+        return await super().paused_queues()
+
     async def settle(self, settlements: Sequence[Settlement]) -> frozenset[str]:
         self._reach("settle")
         return await super().settle(settlements)
@@ -94,10 +107,11 @@ def warnings_about(caplog: pytest.LogCaptureFixture, words: str) -> int:
     return sum(words in record.getMessage() for record in caplog.records)
 
 
+@ON_EVERY_BROKER
 async def test_claiming_rides_out_an_outage_logs_it_once_and_resumes(
-    database_url: str, store: SqlJobStore, caplog: pytest.LogCaptureFixture
+    deployment: Deployment, store: SqlJobStore, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with running_worker(database_url, registry, store_class=FlakyStore, with_monitor=False):
+    async with running_worker(deployment, registry, store_class=FlakyStore, with_monitor=False):
         FlakyStore.down.add("claim")
         await failed_at_least("claim", 1)  # no claim that began before the outage is left
         job = (await store.enqueue(NewJob(task="echo", args={"value": 7}))).job
@@ -111,12 +125,13 @@ async def test_claiming_rides_out_an_outage_logs_it_once_and_resumes(
     assert warnings_about(caplog, "claiming: store available again") == 1
 
 
+@ON_EVERY_BROKER
 async def test_an_outcome_is_kept_while_settling_fails_and_written_afterwards(
-    database_url: str, store: SqlJobStore
+    deployment: Deployment, store: SqlJobStore
 ) -> None:
     started, release = new_flag(), new_flag()
     async with running_worker(
-        database_url, registry, store_class=FlakyStore, with_monitor=False
+        deployment, registry, store_class=FlakyStore, with_monitor=False
     ) as running:
         job = (
             await store.enqueue(NewJob(task="hold", args={"started": started, "release": release}))
@@ -135,10 +150,11 @@ async def test_an_outcome_is_kept_while_settling_fails_and_written_afterwards(
     assert (done.result, done.attempt) == ("finished", 1)
 
 
+@ON_EVERY_BROKER
 async def test_the_heartbeat_survives_an_outage_and_beats_again(
-    database_url: str, store: SqlJobStore, caplog: pytest.LogCaptureFixture
+    deployment: Deployment, store: SqlJobStore, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with running_worker(database_url, registry, store_class=FlakyStore, with_monitor=False):
+    async with running_worker(deployment, registry, store_class=FlakyStore, with_monitor=False):
         FlakyStore.down.add("renew")
         await failed_at_least("renew", 3)
         [silent] = await store.list_workers()

@@ -12,6 +12,7 @@ from conveyor.ports import ProgressUpdate
 from conveyor.runtime.context import JobContext
 from conveyor.runtime.registry import TaskRegistry
 from conveyor.store.sql import SqlJobStore
+from tests.backends import ON_EVERY_BROKER, Deployment
 from tests.contract.worker_harness import (
     WAIT,
     flag,
@@ -22,6 +23,8 @@ from tests.contract.worker_harness import (
 from tests.waiting import eventually, wait_for_state
 
 REPORTS = 10_000
+
+pytestmark = ON_EVERY_BROKER
 
 registry = TaskRegistry()
 
@@ -55,10 +58,10 @@ class CountingStore(SqlJobStore):
 
 
 async def test_a_chatty_handler_causes_few_writes_and_its_last_report_is_kept(
-    database_url: str, store: SqlJobStore
+    deployment: Deployment, store: SqlJobStore
 ) -> None:
     CountingStore.progress_writes = 0
-    async with running_worker(database_url, registry, store_class=CountingStore):
+    async with running_worker(deployment, registry, store_class=CountingStore):
         job = (await store.enqueue(NewJob(task="chatty"))).job
         done = await wait_for_state(store, job.id, JobState.COMPLETED)
 
@@ -69,10 +72,10 @@ async def test_a_chatty_handler_causes_few_writes_and_its_last_report_is_kept(
 
 
 async def test_progress_is_visible_while_the_job_is_still_running(
-    database_url: str, store: SqlJobStore
+    deployment: Deployment, store: SqlJobStore
 ) -> None:
     release = new_flag()
-    async with running_worker(database_url, registry):
+    async with running_worker(deployment, registry):
         job = (await store.enqueue(NewJob(task="halfway", args={"release": release}))).job
 
         async def reported() -> bool:

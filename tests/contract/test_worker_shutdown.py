@@ -10,6 +10,7 @@ from conveyor.core.job import JobState, NewJob
 from conveyor.runtime.context import JobContext
 from conveyor.runtime.registry import TaskRegistry
 from conveyor.store.sql import SqlJobStore
+from tests.backends import ON_EVERY_BROKER, Deployment
 from tests.contract.worker_harness import (
     WAIT,
     flag,
@@ -19,6 +20,8 @@ from tests.contract.worker_harness import (
     wait_for_flag,
 )
 from tests.waiting import wait_for_state
+
+pytestmark = ON_EVERY_BROKER
 
 registry = TaskRegistry()
 
@@ -47,10 +50,10 @@ def hold_args() -> dict[str, str]:
 
 
 async def test_a_graceful_stop_lets_the_running_job_finish_and_claims_nothing_new(
-    database_url: str, store: SqlJobStore
+    deployment: Deployment, store: SqlJobStore
 ) -> None:
     args = hold_args()
-    async with running_worker(database_url, registry, shutdown_grace_seconds=WAIT) as running:
+    async with running_worker(deployment, registry, shutdown_grace_seconds=WAIT) as running:
         job = (await store.enqueue(NewJob(task="hold", args=args))).job
         await wait_for_flag(args["started"])
 
@@ -68,10 +71,10 @@ async def test_a_graceful_stop_lets_the_running_job_finish_and_claims_nothing_ne
 
 
 async def test_a_job_still_running_after_the_grace_goes_back_to_the_queue(
-    database_url: str, store: SqlJobStore
+    deployment: Deployment, store: SqlJobStore
 ) -> None:
     args = hold_args()
-    async with running_worker(database_url, registry, shutdown_grace_seconds=0.5) as running:
+    async with running_worker(deployment, registry, shutdown_grace_seconds=0.5) as running:
         job = (await store.enqueue(NewJob(task="hold", args=args, max_attempts=3))).job
         await wait_for_flag(args["started"])
 
@@ -85,10 +88,10 @@ async def test_a_job_still_running_after_the_grace_goes_back_to_the_queue(
 
 
 async def test_a_plain_function_past_the_grace_is_told_to_stop_and_released(
-    database_url: str, store: SqlJobStore
+    deployment: Deployment, store: SqlJobStore
 ) -> None:
     args = {"started": new_flag(), "interrupted": new_flag()}
-    async with running_worker(database_url, registry, shutdown_grace_seconds=0.5) as running:
+    async with running_worker(deployment, registry, shutdown_grace_seconds=0.5) as running:
         job = (await store.enqueue(NewJob(task="hold_plain", args=args))).job
         await wait_for_flag(args["started"])
 
@@ -101,10 +104,10 @@ async def test_a_plain_function_past_the_grace_is_told_to_stop_and_released(
 
 
 async def test_a_second_stop_request_does_not_wait_for_the_grace(
-    database_url: str, store: SqlJobStore
+    deployment: Deployment, store: SqlJobStore
 ) -> None:
     args = hold_args()
-    async with running_worker(database_url, registry, shutdown_grace_seconds=600) as running:
+    async with running_worker(deployment, registry, shutdown_grace_seconds=600) as running:
         job = (await store.enqueue(NewJob(task="hold", args=args))).job
         await wait_for_flag(args["started"])
 
@@ -120,9 +123,9 @@ async def test_a_second_stop_request_does_not_wait_for_the_grace(
 
 
 async def test_a_worker_with_nothing_running_stops_at_once(
-    database_url: str, store: SqlJobStore
+    deployment: Deployment, store: SqlJobStore
 ) -> None:
-    async with running_worker(database_url, registry, shutdown_grace_seconds=600) as running:
+    async with running_worker(deployment, registry, shutdown_grace_seconds=600) as running:
         running.worker.request_stop()
         await running.stopped()
 

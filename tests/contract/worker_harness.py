@@ -13,13 +13,15 @@ from typing import Any
 from sqlalchemy import update
 
 from conveyor.brokers.database import DatabaseBroker
+from conveyor.brokers.redis import RedisBroker
 from conveyor.core.retry import RetryPolicy
-from conveyor.ports import JobStore
+from conveyor.ports import Broker, JobStore
 from conveyor.runtime.monitor import Monitor
 from conveyor.runtime.registry import TaskRegistry
 from conveyor.runtime.worker import Worker, WorkerSettings
 from conveyor.store.schema import db_now_plus, jobs
 from conveyor.store.sql import SqlJobStore
+from tests.backends import Deployment
 from tests.waiting import eventually
 
 # DESIGN §8: a 2-second lease and a 0.5-second monitor must work.
@@ -48,9 +50,21 @@ class RunningWorker:
         await asyncio.wait_for(asyncio.shield(self.task), timeout=WAIT)
 
 
+def broker_for(deployment: Deployment, store: SqlJobStore) -> Broker:
+    """The broker a worker of this deployment uses, as `Conveyor` would pick it."""
+    if deployment.redis_url is None:
+        return DatabaseBroker(store, poll_interval=FAST.poll_interval_seconds)
+    return RedisBroker(
+        store,
+        url=deployment.redis_url,
+        prefix=deployment.redis_prefix or "conveyor:",
+        poll_interval=FAST.poll_interval_seconds,
+    )
+
+
 @asynccontextmanager
 async def running_worker(
-    database_url: str,
+    target: Deployment | str,
     registry: TaskRegistry,
     *,
     store_class: type[SqlJobStore] = SqlJobStore,
@@ -58,9 +72,12 @@ async def running_worker(
 ) -> AsyncIterator[RunningWorker]:
     """A worker running as a task of this loop until the block ends (then stopped at once).
 
-    Every store it opens (its own, and the heartbeat thread's) is a `store_class`, so that
-    a test can count or disturb the calls made on them.
+    `target` is a deployment, or the URL of a store that is its own broker. Every store
+    the worker opens (its own, and the heartbeat thread's) is a `store_class`, so that a
+    test can count or disturb the calls made on them.
     """
+    deployment = Deployment(target) if isinstance(target, str) else target
+    database_url = deployment.database_url
     stores: list[SqlJobStore] = []
 
     async def open_store() -> JobStore:
@@ -70,7 +87,7 @@ async def running_worker(
 
     store = await open_store()
     assert isinstance(store, SqlJobStore)
-    broker = DatabaseBroker(store, poll_interval=FAST.poll_interval_seconds)
+    broker = broker_for(deployment, store)
     worker = Worker(
         store=store,
         broker=broker,

@@ -16,7 +16,6 @@ import contextlib
 import logging
 import random
 import sqlite3
-import time
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 import aiosqlite
 from sqlalchemy.engine import URL
 
+from conveyor.brokers.outages import Outage, reconnect_delay
 from conveyor.core.job import Job, JobState
 from conveyor.ports import Claim
 from conveyor.store import schema
@@ -41,8 +41,6 @@ CHANGE_CHECK_SECONDS = 0.075
 LISTENER_APPLICATION_NAME = "conveyor-listener"
 """Shown in pg_stat_activity, so operators (and tests) can tell the LISTEN connection apart."""
 
-RECONNECT_BASE_SECONDS = 0.1
-RECONNECT_MAX_SECONDS = 10.0
 CONNECT_TIMEOUT_SECONDS = 10.0
 # A connection can die silently (a dropped network path); a cheap query every so often
 # notices, where waiting for notifications alone never would.
@@ -177,39 +175,6 @@ class _Waiters:
         return {waiter.queues for waiter in self._waiters}
 
 
-# Connection trouble --------------------------------------------------------------------
-
-
-class _Outage:
-    """Logs a lost connection once and its end once, not every failed attempt between."""
-
-    def __init__(self, what: str) -> None:
-        self._what = what
-        self._since: float | None = None
-        self._attempts = 0
-
-    def failed(self, error: BaseException) -> None:
-        self._attempts += 1
-        if self._since is None:
-            self._since = time.monotonic()
-            log.warning("%s unavailable, polling until it returns: %s", self._what, error)
-        else:
-            log.debug("%s still unavailable: %s", self._what, error)
-
-    def recovered(self) -> None:
-        if self._since is not None:
-            seconds = time.monotonic() - self._since
-            log.info("%s restored after %.1f s (%d attempts)", self._what, seconds, self._attempts)
-        self._since = None
-        self._attempts = 0
-
-
-def reconnect_delay(attempt: int) -> float:
-    """Exponential backoff with jitter, so many workers do not reconnect in lockstep."""
-    ceiling = min(RECONNECT_MAX_SECONDS, RECONNECT_BASE_SECONDS * 2.0 ** min(attempt, 30))
-    return ceiling * random.uniform(0.5, 1.0)
-
-
 # PostgreSQL: LISTEN ----------------------------------------------------------------------
 
 
@@ -219,7 +184,7 @@ class _NotificationListener:
     def __init__(self, url: URL, waiters: _Waiters) -> None:
         self._options = _asyncpg_options(url)
         self._waiters = waiters
-        self._outage = _Outage(f"PostgreSQL notifications (channel {NOTIFY_CHANNEL})")
+        self._outage = Outage(log, f"PostgreSQL notifications (channel {NOTIFY_CHANNEL})")
         self.listening = False
         self.first_attempt = asyncio.Event()
         self._connected = False
@@ -312,7 +277,7 @@ class _ChangeWatcher:
         self._path = path
         self._waiters = waiters
         self._interval = interval
-        self._outage = _Outage(f"SQLite change watcher on {path}")
+        self._outage = Outage(log, f"SQLite change watcher on {path}")
 
     async def run(self) -> None:
         connection = await self._connect()

@@ -30,6 +30,11 @@ async def set_paused(connection: AsyncConnection, name: str, *, paused: bool) ->
     await connection.execute(insert.on_conflict_do_update(index_elements=["name"], set_=replaced))
 
 
+async def paused_names(connection: AsyncConnection) -> frozenset[str]:
+    rows = await connection.execute(select(queues.c.name).where(queues.c.paused))
+    return frozenset(rows.scalars())
+
+
 @dataclass(frozen=True, slots=True)
 class QueueContents:
     """Jobs per queue and state, and how long each queue's oldest ready job has waited."""

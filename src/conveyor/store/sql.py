@@ -202,6 +202,11 @@ class SqlJobStore:
         async with self._writing() as connection:
             await queues.set_paused(connection, name, paused=False)
 
+    async def paused_queues(self) -> frozenset[str]:
+        """The names of the paused queues (id-based brokers skip them before claiming)."""
+        async with self._reading() as connection:
+            return await queues.paused_names(connection)
+
     async def list_queues(self, *, tenant: str | None = DEFAULT_TENANT) -> list[QueueInfo]:
         async with self._reading() as connection:
             return await queues.list_queues(connection, tenant)
