@@ -13,8 +13,10 @@ Redis only ever holds ids. A popped id is claimed in the store with a conditiona
 finished or claimed by someone else) is simply dropped, and an id added twice is harmless.
 Redis is an accelerator, never a single point of failure: while it does not answer,
 announcements are skipped (the job is already committed) and workers claim from the store
-directly, trying Redis again after a backoff with jitter. Jobs that Redis missed meanwhile
-are published again by the monitor's reconciler.
+directly, trying Redis again after a backoff with jitter. Jobs Redis does not hold (missed
+meanwhile, or made `queued` inside the store: promoted, rescued, released) are handed out by
+the store when Redis runs dry, until the monitor's reconciler publishes them (issue 4,
+part 2; see docs/decisions.md).
 """
 
 from __future__ import annotations
