@@ -264,6 +264,12 @@ class Conveyor:
                 checks[name] = None
         return checks
 
+    @property
+    def optional_checks(self) -> frozenset[str]:
+        """Health checks whose failure degrades the platform without stopping it: Redis as
+        the broker (submissions and claims then go through the store alone)."""
+        return frozenset({"broker"}) if self.settings.redis_url else frozenset()
+
     # API keys ----------------------------------------------------------------------
     async def create_api_key(
         self, *, name: str, tenant: str = DEFAULT_TENANT, role: Role = Role.WRITE

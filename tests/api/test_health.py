@@ -136,3 +136,24 @@ async def test_run_time_buckets_are_cumulative(api: Api) -> None:
     counts = [value for _, value in buckets]
     assert counts == sorted(counts)  # never decreasing
     assert counts[-1] == 1
+
+
+UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"
+
+
+async def test_redis_down_degrades_readiness_and_submissions_still_succeed(
+    database_url: str,
+) -> None:
+    settings = api_settings(database_url, redis_url=UNREACHABLE_REDIS)
+    async with running_api(settings) as api:
+        headers = await api.key()
+        ready = await api.client.get("/health/ready")
+        submitted = await api.client.post("/api/v1/jobs", json=SQUARE_SUM, headers=headers)
+
+    assert ready.status_code == 200
+    body = ready.json()
+    assert body["status"] == "degraded"
+    assert body["checks"]["store"] == {"status": "ok"}
+    assert body["checks"]["broker"]["status"] == "degraded"
+    assert "127.0.0.1:1" in body["checks"]["broker"]["detail"]
+    assert submitted.status_code == 201  # the store alone accepts jobs

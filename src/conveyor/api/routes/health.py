@@ -21,12 +21,13 @@ class Alive(BaseModel):
 
 
 class Check(BaseModel):
-    status: Literal["ok", "unavailable"]
+    status: Literal["ok", "degraded", "unavailable"]
     detail: str | None = None
 
 
 class Readiness(BaseModel):
-    status: Literal["ok", "unavailable"]
+    # "degraded": an optional dependency (Redis) is down, and the platform works without it.
+    status: Literal["ok", "degraded", "unavailable"]
     checks: dict[str, Check]
 
 
@@ -39,8 +40,8 @@ async def health() -> Alive:
     "/health/ready",
     response_model=Readiness,
     response_model_exclude_none=True,
-    summary="Readiness: the store and the broker answer",
-    responses={503: {"model": Readiness, "description": "A dependency does not answer"}},
+    summary="Readiness: the store and the broker answer (Redis down only degrades it)",
+    responses={503: {"model": Readiness, "description": "A needed dependency does not answer"}},
 )
 async def ready(conveyor: Facade, response: Response) -> Readiness:
     try:
@@ -48,15 +49,23 @@ async def ready(conveyor: Facade, response: Response) -> Readiness:
     except (StoreUnavailable, ConfigError) as error:
         # The store could not even be opened, so the broker (built on it) was not asked.
         problems = {"store": str(error), "broker": "not checked: the store is unavailable"}
+    optional = conveyor.optional_checks
     checks = {
-        name: Check(status="ok") if problem is None else Check(status="unavailable", detail=problem)
-        for name, problem in problems.items()
+        name: _check(problem, optional=name in optional) for name, problem in problems.items()
     }
     if all(check.status == "ok" for check in checks.values()):
         return Readiness(status="ok", checks=checks)
+    if all(check.status != "unavailable" for check in checks.values()):
+        return Readiness(status="degraded", checks=checks)
     response.status_code = 503
     response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return Readiness(status="unavailable", checks=checks)
+
+
+def _check(problem: str | None, *, optional: bool) -> Check:
+    if problem is None:
+        return Check(status="ok")
+    return Check(status="degraded" if optional else "unavailable", detail=problem)
 
 
 @router.get(
