@@ -23,8 +23,8 @@ from typing import Any
 import aiosqlite
 from sqlalchemy.engine import URL
 
-from conveyor.brokers.outages import Outage, reconnect_delay
 from conveyor.core.job import Job, JobState
+from conveyor.outages import Backoff, Outage
 from conveyor.ports import Claim
 from conveyor.store import schema
 from conveyor.store.notify import NOTIFY_CHANNEL
@@ -46,6 +46,13 @@ CONNECT_TIMEOUT_SECONDS = 10.0
 # notices, where waiting for notifications alone never would.
 HEALTH_CHECK_SECONDS = 30.0
 HEALTH_CHECK_TIMEOUT_SECONDS = 5.0
+
+
+def broker_outage(what: str) -> Outage:
+    """A lost wake-up channel: workers only poll until it returns."""
+    return Outage(
+        log, what, meanwhile="polling until it returns", back="restored", back_level=logging.INFO
+    )
 
 
 class DatabaseBroker:
@@ -184,13 +191,13 @@ class _NotificationListener:
     def __init__(self, url: URL, waiters: _Waiters) -> None:
         self._options = _asyncpg_options(url)
         self._waiters = waiters
-        self._outage = Outage(log, f"PostgreSQL notifications (channel {NOTIFY_CHANNEL})")
+        self._outage = broker_outage(f"PostgreSQL notifications (channel {NOTIFY_CHANNEL})")
         self.listening = False
         self.first_attempt = asyncio.Event()
         self._connected = False
 
     async def run(self) -> None:
-        attempt = 0
+        backoff = Backoff()
         while True:
             self._connected = False
             try:
@@ -199,8 +206,9 @@ class _NotificationListener:
                 self._outage.failed(error)
             self.first_attempt.set()
             # After a connection that was up, the backoff starts again from its shortest delay.
-            attempt = 0 if self._connected else attempt + 1
-            await asyncio.sleep(reconnect_delay(attempt))
+            if self._connected:
+                backoff.reset()
+            await asyncio.sleep(backoff.next_delay())
 
     async def _listen_once(self) -> None:
         import asyncpg  # only installed with the postgres extra
@@ -277,7 +285,7 @@ class _ChangeWatcher:
         self._path = path
         self._waiters = waiters
         self._interval = interval
-        self._outage = Outage(log, f"SQLite change watcher on {path}")
+        self._outage = broker_outage(f"SQLite change watcher on {path}")
 
     async def run(self) -> None:
         connection = await self._connect()
@@ -287,15 +295,14 @@ class _ChangeWatcher:
             await connection.close()
 
     async def _connect(self) -> aiosqlite.Connection:
-        attempt = 0
+        backoff = Backoff()
         while True:
             try:
                 # isolation_level=None: autocommit, so no read transaction pins a snapshot.
                 return await aiosqlite.connect(self._path, isolation_level=None, timeout=1.0)
             except sqlite3.Error as error:
                 self._outage.failed(error)
-            await asyncio.sleep(reconnect_delay(attempt))
-            attempt += 1
+            await asyncio.sleep(backoff.next_delay())
 
     async def _watch(self, connection: aiosqlite.Connection) -> None:
         seen: int | None = None

@@ -35,10 +35,10 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
-from conveyor.brokers.outages import Outage, reconnect_delay
 from conveyor.brokers.redis_popping import POP_BEST, Popped, PoppedIds, pop_arguments
 from conveyor.core.errors import StoreUnavailable
 from conveyor.core.job import Job, JobState
+from conveyor.outages import Backoff, Outage
 from conveyor.ports import Claim
 from conveyor.store.sql import SqlJobStore
 
@@ -95,8 +95,14 @@ class RedisBroker:
         )
         self._pop_best = self._client.register_script(POP_BEST)
         self._address = _address_of(self._client)
-        self._outage = Outage(log, f"Redis at {self._address}", meanwhile="using the job store")
-        self._failures = 0
+        self._outage = Outage(
+            log,
+            f"Redis at {self._address}",
+            meanwhile="using the job store until it returns",
+            back="restored",
+            back_level=logging.INFO,
+        )
+        self._backoff = Backoff()
         self._retry_at = 0.0
         self._popped = PoppedIds()
         self._in_flight: set[asyncio.Task[list[Popped]]] = set()
@@ -320,12 +326,11 @@ class RedisBroker:
                 result = await command()
         except _UNREACHABLE as error:
             self._outage.failed(error)
-            self._retry_at = time.monotonic() + reconnect_delay(self._failures)
-            self._failures += 1
+            self._retry_at = time.monotonic() + self._backoff.next_delay()
             raise RedisUnreachable(str(error)) from error
-        if self._failures or self._outage.ongoing:
+        if self._backoff.failures or self._outage.ongoing:
             self._outage.recovered()
-            self._failures = 0
+            self._backoff.reset()
         if not self._policy_checked:
             with contextlib.suppress(RedisUnreachable):
                 await self._check_eviction_policy()
