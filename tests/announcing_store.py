@@ -12,7 +12,7 @@ from typing import Any
 
 from conveyor.brokers.redis import RedisBroker
 from conveyor.core.job import DEFAULT_TENANT, Job, NewJob
-from conveyor.ports import Enqueued
+from conveyor.ports import Enqueued, ready_jobs
 from conveyor.store.sql import SqlJobStore
 from tests.backends import Deployment
 
@@ -27,17 +27,17 @@ class AnnouncingStore(SqlJobStore):
     async def enqueue(self, job: NewJob, *, connection: Any = None) -> Enqueued:
         enqueued = await super().enqueue(job, connection=connection)
         if enqueued.created and connection is None:
-            await self.broker.announce([enqueued.job])
+            await self.broker.announce(ready_jobs([enqueued.job]))
         return enqueued
 
     async def enqueue_many(self, jobs: Sequence[NewJob]) -> list[Enqueued]:
         enqueued = await super().enqueue_many(jobs)
-        await self.broker.announce([item.job for item in enqueued if item.created])
+        await self.broker.announce(ready_jobs([item.job for item in enqueued if item.created]))
         return enqueued
 
     async def retry(self, job_id: str, *, tenant: str | None = DEFAULT_TENANT) -> Job:
         job = await super().retry(job_id, tenant=tenant)
-        await self.broker.announce([job])
+        await self.broker.announce(ready_jobs([job]))
         return job
 
     async def close(self) -> None:

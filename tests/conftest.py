@@ -29,6 +29,7 @@ from tests.backends import (
     drop_database,
     find_postgres,
     find_redis,
+    redis_command,
     url_for_database,
 )
 
@@ -107,11 +108,16 @@ def database_url(request: pytest.FixtureRequest, backend_name: str) -> str:
 
 @pytest.fixture
 def deployment(request: pytest.FixtureRequest, backend_name: str, database_url: str) -> Deployment:
-    """The store and, for "postgres+redis", the Redis broker (with its own key prefix)."""
+    """The store and, for "postgres+redis", the Redis broker (with its own key prefix).
+
+    Redis starts marked complete (its epoch key set), as a running deployment's reconciler
+    leaves it: claims then go through Redis alone, and a job reaches workers only if it
+    was announced (or published by the monitor), as in production."""
     if not backend_name.endswith(REDIS_SUFFIX):
         return Deployment(database_url)
     redis_url: str = request.getfixturevalue("redis_url")
     redis_prefix: str = request.getfixturevalue("redis_prefix")
+    redis_command(redis_url, ["SET", f"{redis_prefix}epoch", "set-by-the-test"])
     return Deployment(database_url, redis_url=redis_url, redis_prefix=redis_prefix)
 
 

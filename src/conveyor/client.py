@@ -32,6 +32,7 @@ from conveyor.ports import (
     QueueInfo,
     TaskInfo,
     WorkerInfo,
+    ready_jobs,
 )
 from conveyor.runtime.monitor import Monitor
 from conveyor.runtime.registry import TaskRegistry
@@ -104,7 +105,7 @@ class Conveyor:
         backend = await self._backend()
         enqueued = await backend.store.enqueue(new_job, connection=connection)
         if enqueued.created and connection is None:
-            await backend.broker.announce([enqueued.job])
+            await backend.broker.announce(ready_jobs([enqueued.job]))
         return enqueued.job
 
     async def enqueue_many(
@@ -128,7 +129,7 @@ class Conveyor:
             return []
         backend = await self._backend()
         enqueued = await backend.store.enqueue_many(new_jobs)
-        await backend.broker.announce([item.job for item in enqueued if item.created])
+        await backend.broker.announce(ready_jobs(item.job for item in enqueued if item.created))
         return enqueued
 
     async def prepare(self, task: str, args: Mapping[str, Any], options: SubmitOptions) -> NewJob:
@@ -190,7 +191,7 @@ class Conveyor:
     async def retry(self, job_id: str, *, tenant: str | None = DEFAULT_TENANT) -> Job:
         backend = await self._backend()
         job = await backend.store.retry(job_id, tenant=tenant)
-        await backend.broker.announce([job])
+        await backend.broker.announce(ready_jobs([job]))
         return job
 
     async def delete(self, job_id: str, *, tenant: str | None = DEFAULT_TENANT) -> None:
@@ -347,8 +348,11 @@ class Conveyor:
 
     async def run_monitor(self) -> None:
         """Run only the maintenance loops (promote, rescue, prune) until SIGTERM/SIGINT."""
+        backend = await self._backend()
+        await backend.broker.start()
         monitor = Monitor(
-            await self.store(),
+            backend.store,
+            broker=backend.broker,
             holder_id=default_worker_id(),
             interval_seconds=self.settings.monitor_interval_seconds,
             lease_seconds=self.settings.lease_seconds,

@@ -6,7 +6,8 @@ the implementations. One behaviour suite (tests/contract) runs against every bac
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -156,6 +157,24 @@ class MetricsSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class ReadyJob:
+    """What a broker needs to hand out a `queued` job: its id, queue and priority."""
+
+    id: str
+    queue: str
+    priority: int
+
+    @classmethod
+    def of(cls, job: Job) -> ReadyJob:
+        return cls(id=job.id, queue=job.queue, priority=job.priority)
+
+
+def ready_jobs(jobs: Iterable[Job]) -> list[ReadyJob]:
+    """The `queued` ones among `jobs` (a delayed job is not ready: the monitor promotes it)."""
+    return [ReadyJob.of(job) for job in jobs if job.state is JobState.QUEUED]
+
+
+@dataclass(frozen=True, slots=True)
 class Maintenance:
     """What one pass of a monitor loop changed."""
 
@@ -164,6 +183,20 @@ class Maintenance:
     dead_lettered: int = 0
     pruned: int = 0
     dead_workers: int = 0
+    republished: int = 0  # ready jobs the broker lacked, published again by the reconciler
+    # The jobs this pass made `queued` (promoted, rescued): the monitor announces them.
+    ready: tuple[ReadyJob, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Reconciliation:
+    """What one bounded step of a broker's reconciler did."""
+
+    republished: int = 0  # ids the broker lacked and now holds
+    round_done: bool = True  # the step reached the end of the ready jobs: a round is complete
+    # The broker knows it lost ids (it restarted empty, or was unreachable) and is refilling
+    # itself: the monitor comes back sooner than its interval until this is False.
+    catching_up: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -308,13 +341,13 @@ class JobStore(Protocol):
         ...
 
     # monitor -----------------------------------------------------------------------
-    async def promote_due(self, *, limit: int) -> int:
-        """Move due `scheduled` and `retryable` jobs to `queued`."""
+    async def promote_due(self, *, limit: int) -> Maintenance:
+        """Move due `scheduled` and `retryable` jobs to `queued` (`promoted`, `ready`)."""
         ...
 
     async def rescue_expired(self, *, limit: int) -> Maintenance:
         """Requeue running jobs whose lease expired; the last attempt goes to `failed`,
-        a job with a pending cancel request to `cancelled`."""
+        a job with a pending cancel request to `cancelled`. `ready` lists the requeued."""
         ...
 
     async def prune(self, *, older_than_seconds: float, limit: int) -> int:
@@ -361,8 +394,18 @@ class Broker(Protocol):
         self, *, worker_id: str, queues: Collection[str], limit: int, lease_seconds: float
     ) -> list[Claim]: ...
 
-    async def announce(self, jobs: Sequence[Job]) -> None:
-        """Called after jobs were committed; a hint, never the only path to a job."""
+    async def announce(self, ready: Sequence[ReadyJob]) -> None:
+        """Called after jobs became `queued` and that was committed; never raises.
+
+        A hint for the database broker; for an id-based broker (Redis) the way a job reaches
+        workers, with `reconcile` as the safety net for announcements that were lost.
+        """
+        ...
+
+    async def reconcile(self, *, limit: int) -> Reconciliation:
+        """One bounded step (at most `limit` ready jobs looked at) of making the broker hold
+        every job the store has `queued`; the monitor's leader calls it every pass. A broker
+        that reads the store itself has nothing to do."""
         ...
 
     async def wait_for_work(self, queues: Collection[str], timeout: float) -> None:
@@ -371,6 +414,59 @@ class Broker(Protocol):
 
     async def ping(self) -> None:
         """Raise unless the broker answers (readiness checks)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CancelNotice:
+    """A user asked to cancel the run of `job_id` whose attempt is `attempt`."""
+
+    job_id: str
+    attempt: int  # a later run of the same job (retried by hand) is not touched
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressNotice:
+    """A running job reported progress (the store has it within the progress interval)."""
+
+    job_id: str
+    attempt: int
+    progress: Progress
+
+
+class Signals(Protocol):
+    """Notices between processes that make things happen sooner: a cancel reaching the
+    worker that runs the job, progress reaching an event stream. Best effort: a notice that
+    is lost costs latency only, because every consumer also learns it from the store (the
+    heartbeat sees `cancel_requested`, `watch` polls). Redis pub/sub when Redis is the
+    broker; nothing at all otherwise.
+
+    Nothing here raises because the transport is down: publishing is skipped, and a
+    listener that cannot subscribe yet waits a bounded time, then listens anyway and is
+    subscribed once the transport is back (notices published meanwhile are lost).
+    """
+
+    async def publish_cancel(self, notice: CancelNotice) -> None:
+        """Never raises."""
+        ...
+
+    async def publish_progress(self, notices: Sequence[ProgressNotice]) -> None:
+        """Never raises; one round trip for the lot."""
+        ...
+
+    def cancellations(self) -> AbstractAsyncContextManager[AsyncIterator[CancelNotice]]:
+        """Every cancel notice published while the context is open; subscribed when
+        `__aenter__` returns. The iterator ends at `close()`."""
+        ...
+
+    def follow_progress(
+        self, job_id: str
+    ) -> AbstractAsyncContextManager[AsyncIterator[ProgressNotice]]:
+        """One job's progress notices while the context is open; subscribed when
+        `__aenter__` returns, so nothing published after that is missed. The iterator
+        ends at `close()`; a slow reader loses the oldest notices, never the latest."""
         ...
 
     async def close(self) -> None: ...

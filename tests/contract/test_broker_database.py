@@ -17,7 +17,7 @@ from sqlalchemy import text
 
 from conveyor.brokers.database import LISTENER_APPLICATION_NAME, DatabaseBroker
 from conveyor.core.job import JobState, NewJob
-from conveyor.ports import Broker
+from conveyor.ports import Broker, ready_jobs
 from conveyor.store.sql import SqlJobStore
 from tests.backends import Backend
 from tests.waiting import eventually
@@ -109,7 +109,7 @@ async def test_announce_wakes_waiters_in_this_process_without_the_database(
     waiter = await start_waiting(broker, ["a"])
     enqueued = await store.enqueue(NewJob(task="tests.noop", queue="a"))
 
-    await broker.announce([enqueued.job])
+    await broker.announce(ready_jobs([enqueued.job]))
 
     await asyncio.wait_for(waiter, DEADLINE)
     await broker.close()
@@ -120,7 +120,7 @@ async def test_announcing_a_scheduled_job_wakes_nobody(store: SqlJobStore) -> No
     waiter = await start_waiting(broker, ["a"])
     later = await store.enqueue(NewJob(task="tests.noop", queue="a", delay=3600))
 
-    await broker.announce([later.job])
+    await broker.announce(ready_jobs([later.job]))
     await asyncio.sleep(0)  # one turn of the loop, in which a woken waiter would finish
 
     assert later.job.state is JobState.SCHEDULED

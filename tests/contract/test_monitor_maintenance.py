@@ -9,10 +9,11 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
+from conveyor.brokers.database import DatabaseBroker
 from conveyor.core.errors import JobNotFound
 from conveyor.core.job import JobState, NewJob
 from conveyor.core.outcome import Completed
-from conveyor.ports import Maintenance, Settlement, WorkerInfo
+from conveyor.ports import Maintenance, ReadyJob, Settlement, WorkerInfo
 from conveyor.runtime.monitor import Monitor
 from conveyor.store.sql import SqlJobStore
 from tests.contract.worker_harness import WAIT
@@ -31,6 +32,7 @@ def monitor_for(
 ) -> Monitor:
     return Monitor(
         store,
+        broker=DatabaseBroker(store, poll_interval=1.0),
         holder_id=holder,
         interval_seconds=0.1,
         lease_seconds=2.0,
@@ -74,8 +76,8 @@ async def test_an_expired_lease_puts_the_job_back_with_the_attempt_counted(
 
     result = await monitor_for(store).run_once()
 
-    assert result == Maintenance(rescued=1)
     job = await store.get(job_id)
+    assert result == Maintenance(rescued=1, ready=(ReadyJob(job_id, job.queue, job.priority),))
     assert (job.state, job.attempt) == (JobState.QUEUED, 1)
     assert [error.type for error in job.errors] == [LEASE_EXPIRED]
 
@@ -98,7 +100,8 @@ async def test_a_backlog_larger_than_a_batch_is_worked_off_in_one_pass(
 
     result = await monitor_for(store, batch_size=2).run_once()
 
-    assert result == Maintenance(rescued=5)
+    assert result is not None
+    assert (result.rescued, {job.id for job in result.ready}) == (5, set(job_ids))
     assert {(await store.get(job_id)).state for job_id in job_ids} == {JobState.QUEUED}
 
 

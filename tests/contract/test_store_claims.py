@@ -90,7 +90,7 @@ async def test_a_delayed_job_is_claimed_only_after_it_is_promoted(store: SqlJobS
     delayed = (await store.enqueue(NewJob(task="t", delay=0.2))).job
 
     assert await claim(store) == []
-    await eventually(lambda: store.promote_due(limit=10), timeout=10, message="promotion")
+    await eventually(lambda: promoted_count(store), timeout=10, message="promotion")
     [claimed] = await claim(store)
 
     assert claimed.job.id == delayed.id
@@ -99,7 +99,7 @@ async def test_a_delayed_job_is_claimed_only_after_it_is_promoted(store: SqlJobS
 async def test_a_far_future_job_is_neither_promoted_nor_claimed(store: SqlJobStore) -> None:
     await store.enqueue(NewJob(task="t", delay=3600))
 
-    assert await store.promote_due(limit=10) == 0
+    assert (await store.promote_due(limit=10)).promoted == 0
     assert await claim(store) == []
 
 
@@ -211,3 +211,7 @@ async def test_claims_read_a_ready_index_in_claim_order_not_the_whole_table(
         # The paused queues are read once per claim (a small table); jobs never are.
         assert not any("Seq Scan on conveyor_jobs" in line for line in plan), plan
         assert not any("Sort" in line for line in plan), plan
+
+
+async def promoted_count(store: SqlJobStore) -> int:
+    return (await store.promote_due(limit=10)).promoted

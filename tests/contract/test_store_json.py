@@ -216,7 +216,7 @@ async def test_error_histories_keep_their_text(store: SqlJobStore) -> None:
     await store.settle(
         [Settlement(c.job.id, c.token, Retrying(errors[name], 0.0)) for name, c in first.items()]
     )
-    assert await store.promote_due(limit=len(STRINGS)) == len(STRINGS)
+    assert (await store.promote_due(limit=len(STRINGS))).promoted == len(STRINGS)
     second = {claim.job.task: claim for claim in await claim_all(store, len(STRINGS))}
     last = {name: ErrorInfo("Final", text[::-1], attempt=2) for name, text in STRINGS.items()}
     await store.settle(

@@ -8,7 +8,7 @@ from sqlalchemy import text
 
 from conveyor.core.job import ErrorInfo, JobState, NewJob
 from conveyor.core.outcome import Completed, Failed, Retrying
-from conveyor.ports import Claim, Settlement
+from conveyor.ports import Claim, ReadyJob, Settlement
 from conveyor.store.sql import SqlJobStore
 from tests.waiting import eventually
 
@@ -30,16 +30,18 @@ async def test_promote_due_queues_retryable_jobs_whose_backoff_ended(store: SqlJ
     failure = ErrorInfo(type="E", message="m", attempt=1)
     await store.settle([Settlement(c.job.id, c.token, Retrying(failure, 0)) for c in claims])
 
-    assert await store.promote_due(limit=1) == 1
-    assert await store.promote_due(limit=10) == 1
-    assert await store.promote_due(limit=10) == 0
+    first, second = await store.promote_due(limit=1), await store.promote_due(limit=10)
+    assert (first.promoted, second.promoted) == (1, 1)
+    assert (await store.promote_due(limit=10)).promoted == 0
+    ready = {job.id: job for job in first.ready + second.ready}
+    assert ready == {c.job.id: ReadyJob(c.job.id, c.job.queue, c.job.priority) for c in claims}
     states = {(await store.get(claim.job.id)).state for claim in claims}
     assert states == {JobState.QUEUED}
 
 
 async def test_promote_due_keeps_the_jobs_place_in_line(store: SqlJobStore) -> None:
     due = (await store.enqueue(NewJob(task="t", delay=0.1))).job
-    await eventually(lambda: store.promote_due(limit=10), timeout=10, message="promotion")
+    await eventually(lambda: promoted_count(store), timeout=10, message="promotion")
 
     promoted = await store.get(due.id)
 
@@ -56,6 +58,7 @@ async def test_an_expired_lease_puts_the_job_back_in_the_queue(store: SqlJobStor
     outcome = await store.rescue_expired(limit=10)
 
     assert (outcome.rescued, outcome.dead_lettered) == (1, 0)
+    assert outcome.ready == (ReadyJob(lost.job.id, lost.job.queue, lost.job.priority),)
     job = await store.get(lost.job.id)
     assert job.state is JobState.QUEUED
     assert job.attempt == 1  # counted at claim: a job that kills workers runs out of attempts
@@ -75,6 +78,7 @@ async def test_an_expired_lease_on_the_last_attempt_dead_letters_the_job(
     outcome = await store.rescue_expired(limit=10)
 
     assert (outcome.rescued, outcome.dead_lettered) == (0, 1)
+    assert outcome.ready == ()  # failed: not ready for anyone
     job = await store.get(lost.job.id)
     assert job.state is JobState.FAILED
     assert job.finished_at is not None
@@ -217,3 +221,7 @@ async def test_a_leader_whose_session_dies_loses_leadership(postgres_url: str) -
     finally:
         await first.close()
         await second.close()
+
+
+async def promoted_count(store: SqlJobStore) -> int:
+    return (await store.promote_due(limit=10)).promoted

@@ -82,7 +82,7 @@ async def test_retrying_job_waits_for_its_backoff_and_records_the_error(
     assert job.run_at - job.started_at == pytest.approx(
         timedelta(hours=1), abs=timedelta(seconds=5)
     )
-    assert await store.promote_due(limit=10) == 0
+    assert (await store.promote_due(limit=10)).promoted == 0
 
 
 async def test_failed_job_goes_to_the_dead_letter_queue_with_its_error(
@@ -101,7 +101,7 @@ async def test_each_failed_attempt_adds_one_entry_to_the_error_history(
     claim = await claimed(store, max_attempts=3)
     for attempt in (1, 2):
         await settle(store, claim, Retrying(error(attempt), delay=0))
-        assert await store.promote_due(limit=10) == 1
+        assert (await store.promote_due(limit=10)).promoted == 1
         [claim] = await store.claim(worker_id="w1", queues=(), limit=1, lease_seconds=LEASE)
         assert claim.job.attempt == attempt + 1
 

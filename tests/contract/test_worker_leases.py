@@ -84,7 +84,7 @@ async def test_a_handler_blocking_the_event_loop_past_its_lease_is_not_rescued(
     deployment: Deployment, store: SqlJobStore
 ) -> None:
     name = new_flag()
-    with monitor_in_thread(deployment.database_url):
+    with monitor_in_thread(deployment):
         async with running_worker(deployment, registry, with_monitor=False):
             job = (await store.enqueue(NewJob(task="block_event_loop", args={"name": name}))).job
             done = await wait_for_state(store, job.id, JobState.COMPLETED)

@@ -176,15 +176,17 @@ async def steal(store: SqlJobStore, job_id: str) -> None:
 
 
 @contextmanager
-def monitor_in_thread(database_url: str, **options: Any) -> Iterator[None]:
+def monitor_in_thread(deployment: Deployment, **options: Any) -> Iterator[None]:
     """A monitor on its own thread and loop: it keeps running while the test's loop is
     blocked, like a monitor in another process would."""
     stopping = threading.Event()
 
     async def monitor_until_stopped() -> None:
-        store = await SqlJobStore.open(database_url)
+        store = await SqlJobStore.open(deployment.database_url)
+        broker = broker_for(deployment, store)
         monitor = Monitor(
             store,
+            broker=broker,
             holder_id="thread-monitor",
             interval_seconds=0.5,
             lease_seconds=FAST.lease_seconds,
@@ -195,6 +197,7 @@ def monitor_in_thread(database_url: str, **options: Any) -> Iterator[None]:
         await asyncio.to_thread(stopping.wait)
         monitor.request_stop()
         await running
+        await broker.close()
         await store.close()
 
     thread = threading.Thread(target=asyncio.run, args=(monitor_until_stopped(),))

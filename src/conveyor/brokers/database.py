@@ -23,9 +23,9 @@ from typing import Any
 import aiosqlite
 from sqlalchemy.engine import URL
 
-from conveyor.core.job import Job, JobState
+from conveyor.core.job import JobState
 from conveyor.outages import Backoff, Outage
-from conveyor.ports import Claim
+from conveyor.ports import Claim, ReadyJob, Reconciliation
 from conveyor.store import schema
 from conveyor.store.notify import NOTIFY_CHANNEL
 from conveyor.store.sql import SqlJobStore
@@ -107,11 +107,13 @@ class DatabaseBroker:
             worker_id=worker_id, queues=queues, limit=limit, lease_seconds=lease_seconds
         )
 
-    async def announce(self, jobs: Sequence[Job]) -> None:
+    async def announce(self, ready: Sequence[ReadyJob]) -> None:
         # On PostgreSQL the NOTIFY arrives too; waking now saves its round trip.
-        for job in jobs:
-            if job.state is JobState.QUEUED:
-                self._waiters.wake(job.queue)
+        for job in ready:
+            self._waiters.wake(job.queue)
+
+    async def reconcile(self, *, limit: int) -> Reconciliation:
+        return Reconciliation()  # claims read the store itself: nothing can be missing
 
     async def wait_for_work(self, queues: Collection[str], timeout: float) -> None:
         bound = min(timeout, self._poll_interval) * random.uniform(1 - WAIT_JITTER, 1)

@@ -1,9 +1,11 @@
 """The Redis broker: job ids in Redis sorted sets, and the job store deciding who holds a job.
 
-Keys (all under the deployment's prefix, `conveyor:` by default):
+Keys (all under the deployment's prefix, `conveyor:` by default; see RedisKeys):
 
     {prefix}queues          a set: the name of every queue a job was announced on
     {prefix}queue:{name}    a sorted set of the ready job ids of one queue
+    {prefix}epoch           present while Redis is known to hold every ready id
+    {prefix}sweep           the reconciler's refill in progress
 
 An id is scored `-priority`, so the lowest score (the highest priority) pops first; ids of
 equal score pop in lexicographic order, which for UUIDv7 ids is creation order (FIFO).
@@ -13,10 +15,9 @@ Redis only ever holds ids. A popped id is claimed in the store with a conditiona
 finished or claimed by someone else) is simply dropped, and an id added twice is harmless.
 Redis is an accelerator, never a single point of failure: while it does not answer,
 announcements are skipped (the job is already committed) and workers claim from the store
-directly, trying Redis again after a backoff with jitter. Jobs Redis does not hold (missed
-meanwhile, or made `queued` inside the store: promoted, rescued, released) are handed out by
-the store when Redis runs dry, until the monitor's reconciler publishes them (issue 4,
-part 2; see docs/decisions.md).
+directly (see RedisLink). Ids Redis lacks are published again by the reconciler
+(redis_reconciling); while Redis is known to lack some (no epoch key), claims that Redis
+cannot fill are topped up from the store.
 """
 
 from __future__ import annotations
@@ -27,31 +28,33 @@ import logging
 import random
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Collection, Sequence
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Collection, Sequence
+from typing import TypeVar
 
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError, ResponseError
-
+from conveyor.brokers import faults
+from conveyor.brokers.redis_link import (
+    COMMAND_TIMEOUT_SECONDS,
+    DEFAULT_PREFIX,
+    UNREACHABLE,
+    RedisKeys,
+    RedisLink,
+    RedisUnreachable,
+)
 from conveyor.brokers.redis_popping import POP_BEST, Popped, PoppedIds, pop_arguments
+from conveyor.brokers.redis_reconciling import GRACE_SECONDS, Reconciler
 from conveyor.core.errors import StoreUnavailable
-from conveyor.core.job import Job, JobState
-from conveyor.outages import Backoff, Outage
-from conveyor.ports import Claim
+from conveyor.ports import Claim, ReadyJob, Reconciliation
 from conveyor.store.sql import SqlJobStore
+
+__all__ = ["DEFAULT_PREFIX", "RedisBroker", "RedisUnreachable"]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-DEFAULT_PREFIX = "conveyor:"
 WAIT_JITTER = 0.2
 """Each wait lasts between 80% and 100% of its bound, as with the database broker."""
 
-COMMAND_TIMEOUT_SECONDS = 5.0
-CONNECT_TIMEOUT_SECONDS = 2.0
 PAUSED_CACHE_SECONDS = 1.0
 """How long the store's list of paused queues is trusted: a pause takes effect within it."""
 
@@ -60,12 +63,6 @@ CLOSE_WAIT_SECONDS = 1.0
 
 MIN_BLOCK_SECONDS = 0.01
 """Redis reads a blocking timeout of 0 as "forever": shorter waits just return."""
-
-_UNREACHABLE = (RedisError, OSError, TimeoutError)
-
-
-class RedisUnreachable(Exception):
-    """Redis did not answer (or is in its backoff after failing): use the store instead."""
 
 
 class RedisBroker:
@@ -78,62 +75,34 @@ class RedisBroker:
         url: str,
         prefix: str = DEFAULT_PREFIX,
         poll_interval: float,
+        reconcile_grace_seconds: float = GRACE_SECONDS,
     ) -> None:
         if poll_interval <= 0:
             raise ValueError("poll_interval must be > 0 seconds")
         self._store = store
-        self._prefix = prefix
         self._poll_interval = poll_interval
-        # No retries inside the client: a failure must reach us at once, so that claims fall
-        # back to the store; reconnecting is paced by our own backoff.
-        self._client: Redis = Redis.from_url(
-            url,
-            decode_responses=True,
-            socket_timeout=None,  # every command has an asyncio deadline instead
-            socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
-            retry=Retry(NoBackoff(), 0),
+        self.keys = RedisKeys(prefix)
+        self._link = RedisLink(url, self.keys)
+        self._pop_best = self._link.client.register_script(POP_BEST)
+        self._reconciler = Reconciler(
+            store, self._link, self._publish, grace_seconds=reconcile_grace_seconds
         )
-        self._pop_best = self._client.register_script(POP_BEST)
-        self._address = _address_of(self._client)
-        self._outage = Outage(
-            log,
-            f"Redis at {self._address}",
-            meanwhile="using the job store until it returns",
-            back="restored",
-            back_level=logging.INFO,
-        )
-        self._backoff = Backoff()
-        self._retry_at = 0.0
         self._popped = PoppedIds()
         self._in_flight: set[asyncio.Task[list[Popped]]] = set()
         self._paused: frozenset[str] = frozenset()
         self._paused_read_at: float | None = None
-        self._policy_checked = False
         self._closed = False
-
-    # Keys ----------------------------------------------------------------------------
-    @property
-    def queues_key(self) -> str:
-        return f"{self._prefix}queues"
-
-    def queue_key(self, queue: str) -> str:
-        return f"{self._prefix}queue:{queue}"
 
     # Lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
         """Check Redis's eviction policy; an unreachable Redis delays nothing."""
-        if self._closed or self._policy_checked:
+        if self._closed or self._link.policy_checked:
             return
         with contextlib.suppress(RedisUnreachable):
-            await self._check_eviction_policy()
+            await self._link.check_eviction_policy()
 
     async def ping(self) -> None:
-        """Raise unless Redis answers now (whatever the backoff says): for readiness checks."""
-        try:
-            async with asyncio.timeout(COMMAND_TIMEOUT_SECONDS):
-                await self._client.ping()
-        except _UNREACHABLE as error:
-            raise ConnectionError(f"Redis at {self._address} does not answer: {error}") from None
+        await self._link.ping()
 
     async def close(self) -> None:
         """Put back the ids popped but never claimed, then close the connections."""
@@ -146,40 +115,51 @@ class RedisBroker:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
         await self._put_back(self._popped.take_all())
-        await self._client.aclose()
+        await self._link.close()
 
     # Publishing ------------------------------------------------------------------------
-    async def announce(self, jobs: Sequence[Job]) -> None:
+    async def announce(self, ready: Sequence[ReadyJob]) -> None:
         """Add the ids of ready jobs (one round trip); never fails the caller."""
-        ready = [job for job in jobs if job.state is JobState.QUEUED]
         if not ready or self._closed:
             return
+        faults.exit_if_armed(faults.EXIT_BEFORE_PUBLISH)
         with contextlib.suppress(RedisUnreachable):
-            await self._call(lambda: self._publish([Popped.of(job) for job in ready]))
+            await self._link.call(lambda: self._publish(ready))
 
-    async def _publish(self, entries: Sequence[Popped]) -> None:
+    async def _publish(self, ready: Sequence[ReadyJob]) -> int:
         by_queue: dict[str, dict[str, float]] = defaultdict(dict)
-        for entry in entries:
+        for entry in map(Popped.of, ready):
             by_queue[entry.queue][entry.job_id] = entry.score
-        pipeline = self._client.pipeline(transaction=False)
-        pipeline.sadd(self.queues_key, *by_queue)
+        pipeline = self._link.client.pipeline(transaction=False)
+        pipeline.sadd(self.keys.queues, *by_queue)
         for queue, scores in by_queue.items():
             # NX: an id already there keeps its place; adding it again changes nothing.
-            pipeline.zadd(self.queue_key(queue), scores, nx=True)
-        await pipeline.execute()
+            pipeline.zadd(self.keys.queue(queue), scores, nx=True)
+        added: list[int] = (await pipeline.execute())[1:]
+        return sum(added)
 
     async def _put_back(self, entries: Sequence[Popped]) -> None:
         if not entries:
             return
         try:
             async with asyncio.timeout(COMMAND_TIMEOUT_SECONDS):
-                await self._publish(entries)
-        except _UNREACHABLE as error:
+                await self._publish([entry.ready_job() for entry in entries])
+        except UNREACHABLE as error:
+            self._link.missed()
             log.warning(
                 "could not put %d popped job ids back into Redis (the reconciler will): %s",
                 len(entries),
                 error,
             )
+
+    async def reconcile(self, *, limit: int) -> Reconciliation:
+        """One step of the reconciler (redis_reconciling); nothing while Redis is away."""
+        if self._closed:
+            return Reconciliation()
+        try:
+            return await self._reconciler.step(limit)
+        except RedisUnreachable:
+            return Reconciliation()  # claims go to the store meanwhile
 
     # Claiming --------------------------------------------------------------------------
     async def claim(
@@ -189,9 +169,11 @@ class RedisBroker:
             return []
         wanted = frozenset(queues)
         popped = self._popped.take(wanted, limit)
+        complete = True
         try:
             if len(popped) < limit:
-                popped += await self._pop(wanted, limit - len(popped))
+                complete, fresh = await self._pop(wanted, limit - len(popped))
+                popped += fresh
         except RedisUnreachable:
             self._popped.keep(popped)  # claimed later, when Redis answers again
             return await self._store.claim(
@@ -201,11 +183,10 @@ class RedisBroker:
             self._popped.keep(popped)
             raise
         claims = await self._claim_popped(worker_id, popped, lease_seconds)
-        if len(claims) < limit:
-            # Jobs that become `queued` inside the store (promoted, rescued, released, or
-            # committed while Redis was away) are not in Redis until the reconciler
-            # publishes them (issue 4, part 2). Until then the store hands out what Redis
-            # did not, so no job waits on Redis to learn of it.
+        if len(claims) < limit and not complete:
+            # Redis is known to lack ids (restarted empty, or missed some while away) and
+            # the reconciler is refilling it: meanwhile the store hands out what Redis did
+            # not, so that no job waits for the refill to reach it.
             claims += await self._store.claim(
                 worker_id=worker_id,
                 queues=queues,
@@ -214,19 +195,26 @@ class RedisBroker:
             )
         return claims
 
-    async def _pop(self, wanted: frozenset[str], limit: int) -> list[Popped]:
+    async def _pop(self, wanted: frozenset[str], limit: int) -> tuple[bool, list[Popped]]:
+        """Whether Redis holds every ready id, and up to `limit` ids popped from it."""
         paused = await self._paused_queues()
         if wanted and wanted <= paused:
-            return []
-        arguments = pop_arguments(self.queue_key(""), limit, wanted, paused)
-        return await self._call(
-            lambda: self._shielded(self._run_pop_best(arguments), COMMAND_TIMEOUT_SECONDS),
-            deadline=None,
-        )
+            return True, []
+        arguments = pop_arguments(self.keys.queue_prefix, limit, wanted, paused)
+        complete = True
 
-    async def _run_pop_best(self, arguments: list[str | int]) -> list[Popped]:
-        reply = await self._pop_best(keys=[self.queues_key], args=arguments)
-        return Popped.from_script(reply)
+        async def pop_best() -> list[Popped]:
+            nonlocal complete
+            reply = await self._pop_best(keys=[self.keys.queues, self.keys.epoch], args=arguments)
+            complete, popped = Popped.from_script(reply)
+            return popped
+
+        popped = await self._link.call(
+            lambda: self._shielded(pop_best(), COMMAND_TIMEOUT_SECONDS), deadline=None
+        )
+        if popped:
+            faults.exit_if_armed(faults.EXIT_AFTER_POP)
+        return complete, popped
 
     async def _claim_popped(
         self, worker_id: str, popped: list[Popped], lease_seconds: float
@@ -266,7 +254,7 @@ class RedisBroker:
             keys = await self._waitable_keys(wanted)
             if keys:
                 deadline = bound + COMMAND_TIMEOUT_SECONDS
-                popped = await self._call(
+                popped = await self._link.call(
                     lambda: self._shielded(self._block_pop(keys, bound), deadline), deadline=None
                 )
                 self._popped.keep(popped)
@@ -277,18 +265,18 @@ class RedisBroker:
 
     async def _waitable_keys(self, wanted: frozenset[str]) -> list[str]:
         paused = await self._paused_queues()
-        names = wanted or {str(name) for name in await self._call(self._known_queues)}
-        return [self.queue_key(name) for name in sorted(names - paused)]
+        names = wanted or {str(name) for name in await self._link.call(self._known_queues)}
+        return [self.keys.queue(name) for name in sorted(names - paused)]
 
     async def _known_queues(self) -> set[bytes | str]:
-        return await self._client.smembers(self.queues_key)
+        return await self._link.client.smembers(self.keys.queues)
 
     async def _block_pop(self, keys: list[str], bound: float) -> list[Popped]:
-        reply = await self._client.bzpopmin(keys, timeout=bound)
+        reply = await self._link.client.bzpopmin(keys, timeout=bound)
         if reply is None:
             return []
         key, job_id, score = (str(item) for item in reply)
-        queue = key.removeprefix(self.queue_key(""))
+        queue = key.removeprefix(self.keys.queue_prefix)
         return [Popped(queue=queue, job_id=job_id, score=float(score))]
 
     async def _shielded(self, pop: Awaitable[list[Popped]], deadline: float) -> list[Popped]:
@@ -307,70 +295,7 @@ class RedisBroker:
         if not task.cancelled() and task.exception() is None:
             self._popped.keep(task.result())
 
-    # Reaching Redis --------------------------------------------------------------------
-    async def _call(
-        self,
-        command: Callable[[], Awaitable[T]],
-        *,
-        deadline: float | None = COMMAND_TIMEOUT_SECONDS,
-    ) -> T:
-        """Run a command unless Redis is in its backoff; any failure starts (or extends) it.
-
-        Raises RedisUnreachable either way, so that the caller falls back to the store.
-        `deadline` None: the command has its own (pops run in a task of their own).
-        """
-        if time.monotonic() < self._retry_at:
-            raise RedisUnreachable(f"Redis at {self._address} is backing off")
-        try:
-            async with asyncio.timeout(deadline):
-                result = await command()
-        except _UNREACHABLE as error:
-            self._outage.failed(error)
-            self._retry_at = time.monotonic() + self._backoff.next_delay()
-            raise RedisUnreachable(str(error)) from error
-        if self._backoff.failures or self._outage.ongoing:
-            self._outage.recovered()
-            self._backoff.reset()
-        if not self._policy_checked:
-            with contextlib.suppress(RedisUnreachable):
-                await self._check_eviction_policy()
-        return result
-
-    async def _check_eviction_policy(self) -> None:
-        self._policy_checked = True
-        try:
-            policy = await self._call(self._eviction_policy)
-        except RedisUnreachable:
-            self._policy_checked = False  # look again once Redis answers
-            raise
-        if policy is None:
-            log.info("could not read Redis's maxmemory-policy (CONFIG is not allowed)")
-        elif policy != "noeviction":
-            log.warning(
-                "Redis at %s has maxmemory-policy %r: under memory pressure it may evict "
-                "queued job ids, which then wait for the reconciler to republish them. "
-                "Set maxmemory-policy to noeviction.",
-                self._address,
-                policy,
-            )
-
-    async def _eviction_policy(self) -> str | None:
-        try:
-            reply: dict[Any, Any] = await self._client.config_get("maxmemory-policy")
-        except ResponseError:  # CONFIG renamed or forbidden (some managed services)
-            return None
-        policy = reply.get("maxmemory-policy")
-        return str(policy) if policy is not None else None
-
 
 async def _within(seconds: float, work: Awaitable[T]) -> T:
     async with asyncio.timeout(seconds):
         return await work
-
-
-def _address_of(client: Redis) -> str:
-    """host:port/db, never the password: it appears in logs and health checks."""
-    options = client.connection_pool.connection_kwargs
-    if "path" in options:
-        return f"unix:{options['path']}"
-    return f"{options.get('host', 'localhost')}:{options.get('port', 6379)}/{options.get('db', 0)}"

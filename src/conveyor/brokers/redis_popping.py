@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from conveyor.core.job import Job
+from conveyor.ports import ReadyJob
+
+Publish = Callable[[Sequence[ReadyJob]], Awaitable[int]]
+"""Adds ready jobs' ids to Redis (ZADD NX); returns how many were not there."""
 
 # Takes up to ARGV[1] ids across queues, always the best head among them: the lowest score
 # (highest priority), and on equal scores the smallest id (the oldest, for UUIDv7), so that
 # priority and then FIFO hold across queues too. The queue keys are ARGV[2] .. name; with
 # no names given (ARGV[3] = 0), every queue in the set KEYS[1]. Names after the given ones
-# are paused queues, left out. Returns a flat list: name, id, score, name, id, score, ...
+# are paused queues, left out. Returns a flat list: 1 if the epoch key KEYS[2] exists (Redis
+# holds every ready id) else 0, then name, id, score, name, id, score, ...
 # It computes keys from names, so it needs a single Redis (not Redis Cluster).
 POP_BEST = """
 local limit = tonumber(ARGV[1])
@@ -34,8 +38,8 @@ end
 for _, name in ipairs(names) do
   if not paused[name] then look(name) end
 end
-local taken = {}
-while #taken < 3 * limit do
+local taken = {redis.call('EXISTS', KEYS[2])}
+while #taken < 1 + 3 * limit do
   local best = nil
   for name, head in pairs(heads) do
     local current = best and heads[best]
@@ -70,16 +74,28 @@ class Popped:
     score: float
 
     @classmethod
-    def of(cls, job: Job) -> Popped:
-        # The lowest score pops first: the highest priority.
-        return cls(queue=job.queue, job_id=job.id, score=-job.priority)
+    def of(cls, job: ReadyJob) -> Popped:
+        return cls(queue=job.queue, job_id=job.id, score=score_of(job.priority))
+
+    def ready_job(self) -> ReadyJob:
+        return ReadyJob(self.job_id, self.queue, priority_of(self.score))
 
     @classmethod
-    def from_script(cls, reply: Sequence[Any]) -> list[Popped]:
-        return [
+    def from_script(cls, reply: Sequence[Any]) -> tuple[bool, list[Popped]]:
+        """The pop script's reply: whether Redis is complete, and the ids it popped."""
+        popped = [
             cls(queue=reply[index], job_id=reply[index + 1], score=float(reply[index + 2]))
-            for index in range(0, len(reply), 3)
+            for index in range(1, len(reply), 3)
         ]
+        return bool(reply[0]), popped
+
+
+def score_of(priority: int) -> float:
+    return -priority  # the lowest score pops first: the highest priority
+
+
+def priority_of(score: float) -> int:
+    return -int(score)
 
 
 class PoppedIds:

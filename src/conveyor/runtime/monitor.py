@@ -1,10 +1,12 @@
 """The monitor: maintenance passes that run on exactly one elected leader.
 
 Each pass, a monitor asks the store for leadership; the leader promotes due jobs, rescues
-expired leases, prunes old terminal jobs and marks silent workers dead. Every step is a
-bounded conditional statement, so a second leader by accident (a paused process whose
-leadership lapsed) does no harm, only duplicate work. Every worker runs a monitor by
-default; leadership makes that safe.
+expired leases (announcing to the broker the jobs both made ready), prunes old terminal
+jobs, marks silent workers dead, and takes a step of the broker's reconciler (which makes an
+id-based broker such as Redis hold every ready job again after it lost some). Every step is
+bounded and conditional, so a second leader by accident (a paused process whose leadership
+lapsed) does no harm, only duplicate work. Every worker runs a monitor by default;
+leadership makes that safe.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import fields
 
 from conveyor.core.errors import StoreUnavailable
-from conveyor.ports import JobStore, Maintenance
+from conveyor.ports import Broker, JobStore, Maintenance, Reconciliation
 from conveyor.runtime.backoff import Backoff, Outage
 
 log = logging.getLogger(__name__)
@@ -28,6 +30,9 @@ MIN_LEADERSHIP_SECONDS = 1.0
 MAX_BATCHES_PER_STEP = 20
 RESIGN_TIMEOUT_SECONDS = 5.0
 MAX_BACKOFF_SECONDS = 30.0
+# While the broker refills itself (Redis restarted empty), passes follow each other this
+# closely, so a large backlog is republished in seconds rather than over many intervals.
+CATCH_UP_PAUSE_SECONDS = 0.05
 
 
 class Monitor:
@@ -37,6 +42,7 @@ class Monitor:
         self,
         store: JobStore,
         *,
+        broker: Broker,
         holder_id: str,
         interval_seconds: float,
         lease_seconds: float,
@@ -48,6 +54,7 @@ class Monitor:
         if interval_seconds <= 0 or batch_size < 1:
             raise ValueError("the monitor needs interval_seconds > 0 and batch_size >= 1")
         self._store = store
+        self._broker = broker
         self.holder_id = holder_id
         self._interval = interval_seconds
         self._retention = retention_seconds
@@ -60,6 +67,7 @@ class Monitor:
             base_seconds=interval_seconds, max_seconds=max(interval_seconds, MAX_BACKOFF_SECONDS)
         )
         self._outage = Outage(log, f"monitor {holder_id}")
+        self._catching_up = False
         self.leading = False
 
     @property
@@ -91,6 +99,7 @@ class Monitor:
                     silent_for_seconds=self._dead_after
                 )
             ),
+            await self._reconcile(),
         ]
         return _combined(changes)
 
@@ -108,6 +117,8 @@ class Monitor:
         self._backoff.reset()
         if maintenance is not None:
             _log_changes(maintenance)
+        if self._catching_up:
+            return CATCH_UP_PAUSE_SECONDS
         return self._interval * (1 + INTERVAL_JITTER * (2 * self._jitter() - 1))
 
     async def _lead(self) -> bool:
@@ -131,10 +142,28 @@ class Monitor:
         return _combined(results)
 
     async def _promote(self) -> Maintenance:
-        return Maintenance(promoted=await self._store.promote_due(limit=self._batch_size))
+        return await self._announced(await self._store.promote_due(limit=self._batch_size))
 
     async def _rescue(self) -> Maintenance:
-        return await self._store.rescue_expired(limit=self._batch_size)
+        return await self._announced(await self._store.rescue_expired(limit=self._batch_size))
+
+    async def _announced(self, maintenance: Maintenance) -> Maintenance:
+        # Committed already: were this process to die before announcing, the reconciler
+        # would find these jobs missing from the broker and publish them.
+        await self._broker.announce(maintenance.ready)
+        return maintenance
+
+    async def _reconcile(self) -> Maintenance:
+        """Bounded steps of the broker's reconciler, until a round is done or the bound."""
+        step = Reconciliation()
+        republished = 0
+        for _ in range(MAX_BATCHES_PER_STEP):
+            step = await self._broker.reconcile(limit=self._batch_size)
+            republished += step.republished
+            if step.round_done:
+                break
+        self._catching_up = step.catching_up
+        return Maintenance(republished=republished)
 
     async def _prune(self) -> Maintenance:
         pruned = await self._store.prune(older_than_seconds=self._retention, limit=self._batch_size)
@@ -156,30 +185,35 @@ class Monitor:
                 await self._stopping.wait()
 
 
+_COUNTS = tuple(item.name for item in fields(Maintenance) if isinstance(item.default, int))
+
+
 def _changed(maintenance: Maintenance) -> int:
-    return sum(getattr(maintenance, item.name) for item in fields(maintenance))
+    return sum(getattr(maintenance, name) for name in _COUNTS)
 
 
 def _combined(results: list[Maintenance]) -> Maintenance:
-    totals = {
-        item.name: sum(getattr(result, item.name) for result in results)
-        for item in fields(Maintenance)
-    }
-    return Maintenance(**totals)
+    totals = {name: sum(getattr(result, name) for result in results) for name in _COUNTS}
+    ready = tuple(job for result in results for job in result.ready)
+    return Maintenance(**totals, ready=ready)
 
 
 def _log_changes(maintenance: Maintenance) -> None:
     # Promotions are routine (every delayed job and retry); rescues mean a worker died.
     level = logging.DEBUG
-    if maintenance.rescued or maintenance.dead_lettered or maintenance.dead_workers:
+    # Republished ids mean the broker had lost some: worth knowing too.
+    noteworthy = (maintenance.rescued, maintenance.dead_lettered, maintenance.dead_workers)
+    if any(noteworthy) or maintenance.republished:
         level = logging.INFO
     if _changed(maintenance):
         log.log(
             level,
-            "monitor: promoted %d, rescued %d, dead-lettered %d, pruned %d, dead workers %d",
+            "monitor: promoted %d, rescued %d, dead-lettered %d, pruned %d, dead workers %d, "
+            "republished %d",
             maintenance.promoted,
             maintenance.rescued,
             maintenance.dead_lettered,
             maintenance.pruned,
             maintenance.dead_workers,
+            maintenance.republished,
         )

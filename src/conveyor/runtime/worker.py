@@ -30,8 +30,8 @@ from collections.abc import Sequence
 
 from conveyor.core.errors import StoreUnavailable
 from conveyor.core.job import Progress
-from conveyor.core.outcome import Outcome
-from conveyor.ports import Broker, Claim, JobStore, Settlement, WorkerInfo
+from conveyor.core.outcome import Outcome, Released
+from conveyor.ports import Broker, Claim, JobStore, ReadyJob, Settlement, WorkerInfo
 from conveyor.runtime.backoff import Backoff, Outage, race
 from conveyor.runtime.context import JobContext
 from conveyor.runtime.handler_loop import HandlerLoop
@@ -89,6 +89,7 @@ class Worker:
             default_timeout=settings.default_timeout,
         )
         self._runs: dict[str, Run] = {}
+        self._released: list[ReadyJob] = []  # handed back at shutdown: announced once written
         self._slot_freed = asyncio.Event()
         self._held = HeldJobs()
         self._progress = ProgressBuffer()
@@ -142,6 +143,7 @@ class Worker:
                 finally:
                     await self._finish_runs()
                     await self._write_outcomes()
+                    await self._broker.announce(self._released)
                     settling.cancel()
                     self._stop_monitor(monitoring)
         finally:
@@ -278,6 +280,8 @@ class Worker:
             self._held.remove(run.job_id, run.token)
             return
         log_conclusion(run, outcome)
+        if isinstance(outcome, Released):
+            self._released.append(ReadyJob.of(run.claim.job))
         self._settler.add(Settlement(run.job_id, run.token, outcome, progress))
 
     def _end_run(self, run: Run) -> None:
@@ -381,6 +385,7 @@ class Worker:
         settings = self.settings
         return Monitor(
             self._store,
+            broker=self._broker,
             holder_id=self.id,
             interval_seconds=settings.monitor_interval_seconds,
             lease_seconds=settings.lease_seconds,

@@ -10,7 +10,7 @@ from sqlalchemy import ColumnElement, case, delete, literal, null, select, updat
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from conveyor.core.job import TERMINAL_STATES, JobState, Transition, rule
-from conveyor.ports import CounterEvent, Maintenance
+from conveyor.ports import CounterEvent, Maintenance, ReadyJob
 from conveyor.store.claims import picked
 from conveyor.store.counters import Tally, record
 from conveyor.store.expressions import appended, json_object, state_in
@@ -33,9 +33,9 @@ LEASE_EXPIRED = "LeaseExpired"
 LEASE_EXPIRED_MESSAGE = "the worker holding the job stopped heartbeating (lease expired)"
 
 
-async def promote_due(connection: AsyncConnection, *, limit: int) -> int:
+async def promote_due(connection: AsyncConnection, *, limit: int) -> Maintenance:
     if limit <= 0:
-        return 0
+        return Maintenance()
     sources = state_in(_PROMOTE.sources)
     due = picked(
         connection.dialect.name,
@@ -45,11 +45,14 @@ async def promote_due(connection: AsyncConnection, *, limit: int) -> int:
         limit=limit,
     )
     statement = (
-        update(jobs).where(due, sources).values(state=_PROMOTE.target.value).returning(jobs.c.queue)
+        update(jobs)
+        .where(due, sources)
+        .values(state=_PROMOTE.target.value)
+        .returning(jobs.c.id, jobs.c.queue, jobs.c.priority)
     )
-    queues = (await connection.execute(statement)).scalars().all()
-    await notify_ready(connection, queues)
-    return len(queues)
+    ready = tuple(ReadyJob(*row) for row in await connection.execute(statement))
+    await notify_ready(connection, (job.queue for job in ready))
+    return Maintenance(promoted=len(ready), ready=ready)
 
 
 def _rescued_state() -> ColumnElement[str]:
@@ -81,7 +84,7 @@ async def rescue_expired(connection: AsyncConnection, *, limit: int) -> Maintena
         order_by=[jobs.c.lease_expires_at],
         limit=limit,
     )
-    requeued = ~jobs.c.cancel_requested & (jobs.c.attempt < jobs.c.max_attempts)
+    retrying = ~jobs.c.cancel_requested & (jobs.c.attempt < jobs.c.max_attempts)
     statement = (
         update(jobs)
         .where(expired, state_in(sources))
@@ -91,21 +94,26 @@ async def rescue_expired(connection: AsyncConnection, *, limit: int) -> Maintena
                 (jobs.c.cancel_requested, jobs.c.errors),
                 else_=appended(jobs.c.errors, _lease_expired_error()),
             ),
-            run_at=case((requeued, db_now()), else_=jobs.c.run_at),
-            finished_at=case((requeued, null()), else_=db_now()),
+            run_at=case((retrying, db_now()), else_=jobs.c.run_at),
+            finished_at=case((retrying, null()), else_=db_now()),
             lease_token=null(),
             lease_expires_at=null(),
         )
-        .returning(jobs.c.state, jobs.c.queue)
+        .returning(jobs.c.state, jobs.c.id, jobs.c.queue, jobs.c.priority)
     )
     rows = (await connection.execute(statement)).all()
-    await notify_ready(connection, (row.queue for row in rows if row.state == "queued"))
+    requeued = tuple(
+        ReadyJob(row.id, row.queue, row.priority)
+        for row in rows
+        if row.state == JobState.QUEUED.value
+    )
+    await notify_ready(connection, (job.queue for job in requeued))
     tally = Tally()
     for row in rows:
         tally.count(_RESCUED_EVENTS[row.state], row.queue)
     await record(connection, tally)
     dead = sum(1 for row in rows if row.state == _RESCUE_LAST.target.value)
-    return Maintenance(rescued=len(rows) - dead, dead_lettered=dead)
+    return Maintenance(rescued=len(rows) - dead, dead_lettered=dead, ready=requeued)
 
 
 async def prune(connection: AsyncConnection, *, older_than_seconds: float, limit: int) -> int:

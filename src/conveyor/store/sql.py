@@ -41,6 +41,7 @@ from conveyor.store import (
     metrics,
     queries,
     queues,
+    ready,
     registry,
     stats,
 )
@@ -49,6 +50,7 @@ from conveyor.store.enqueue import insert_jobs
 from conveyor.store.leadership import leadership_for
 from conveyor.store.migrate import prepare_schema
 from conveyor.store.notify import NOTIFY_CHANNEL
+from conveyor.store.ready import ReadyPage, ReadyPosition
 
 __all__ = ["NOTIFY_CHANNEL", "SqlJobStore"]
 
@@ -207,6 +209,21 @@ class SqlJobStore:
         async with self._reading() as connection:
             return await queues.paused_names(connection)
 
+    async def ready_page(
+        self, *, after: ReadyPosition | None, limit: int, ready_for_seconds: float
+    ) -> ReadyPage:
+        """Queued jobs in claim order, a page at a time (id-based brokers' reconcilers)."""
+        async with self._reading() as connection:
+            return await ready.ready_page(
+                connection, after=after, limit=limit, ready_for_seconds=ready_for_seconds
+            )
+
+    async def queued_among(self, job_ids: Sequence[str]) -> frozenset[str]:
+        if not job_ids:
+            return frozenset()
+        async with self._reading() as connection:
+            return await ready.queued_among(connection, job_ids)
+
     async def list_queues(self, *, tenant: str | None = DEFAULT_TENANT) -> list[QueueInfo]:
         async with self._reading() as connection:
             return await queues.list_queues(connection, tenant)
@@ -239,7 +256,7 @@ class SqlJobStore:
             return await keys.revoke_api_key(connection, key_id)
 
     # monitor -----------------------------------------------------------------------
-    async def promote_due(self, *, limit: int) -> int:
+    async def promote_due(self, *, limit: int) -> Maintenance:
         async with self._writing() as connection:
             return await maintenance.promote_due(connection, limit=limit)
 

@@ -1,9 +1,7 @@
 """The Redis broker: ids in sorted sets, claims decided by the store, and no downtime when
 Redis is gone (DESIGN §3 "Broker").
 
-Every test has its own key prefix on the shared Redis and its own PostgreSQL database.
-A broker here polls only once a minute, so a wait that ends within DEADLINE was ended by
-an id arriving in Redis.
+Fixtures in conftest.py, helpers in harness.py.
 """
 
 from __future__ import annotations
@@ -12,85 +10,30 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 from redis.asyncio import Redis
 
 from conveyor.brokers.redis import RedisBroker
-from conveyor.core.job import Job, JobState, NewJob
-from conveyor.ports import Broker, Claim
+from conveyor.core.job import JobState, NewJob
+from conveyor.ports import Broker, Claim, ready_jobs
 from conveyor.store.ids import new_job_id
 from conveyor.store.sql import SqlJobStore
 from tests.backends import Backend, BackendUnavailable, start_redis
+from tests.contract.redis_broker.harness import (
+    DEADLINE,
+    POLL_INTERVAL,
+    UNREACHABLE_REDIS,
+    claim,
+    held_ids,
+    ids,
+    open_broker,
+    submit,
+)
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.postgres
-
-DEADLINE = 10.0
-POLL_INTERVAL = 60.0
-UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"  # nothing listens on port 1
-
-
-@pytest.fixture
-async def store(postgres_url: str) -> AsyncIterator[SqlJobStore]:
-    opened = await SqlJobStore.open(postgres_url)
-    yield opened
-    await opened.close()
-
-
-def open_broker(store: SqlJobStore, url: str, prefix: str) -> RedisBroker:
-    return RedisBroker(store, url=url, prefix=prefix, poll_interval=POLL_INTERVAL)
-
-
-@pytest.fixture
-async def broker(store: SqlJobStore, redis_url: str, redis_prefix: str) -> AsyncIterator[Broker]:
-    """A started broker, seen through the `Broker` protocol (which mypy checks it meets)."""
-    started = open_broker(store, redis_url, redis_prefix)
-    await started.start()
-    yield started
-    await started.close()
-
-
-@pytest.fixture
-async def producer(
-    store: SqlJobStore, redis_url: str, redis_prefix: str
-) -> AsyncIterator[RedisBroker]:
-    """Another process's broker, which only announces what it enqueued."""
-    opened = open_broker(store, redis_url, redis_prefix)
-    yield opened
-    await opened.close()
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    """A plain client, to look at what the broker keeps in Redis."""
-    client = Redis.from_url(redis_url, decode_responses=True)
-    yield client
-    await client.aclose()
-
-
-async def submit(
-    store: SqlJobStore, producer: RedisBroker, queue: str = "a", **options: Any
-) -> Job:
-    """Enqueue and announce, as the facade does."""
-    job = (await store.enqueue(NewJob(task="tests.noop", queue=queue, **options))).job
-    await producer.announce([job])
-    return job
-
-
-async def claim(broker: Broker, queues: tuple[str, ...] = (), limit: int = 10) -> list[Claim]:
-    return await broker.claim(worker_id="worker-1", queues=queues, limit=limit, lease_seconds=30)
-
-
-def ids(claims: list[Claim]) -> list[str]:
-    return [item.job.id for item in claims]
-
-
-async def held_ids(redis: Redis, prefix: str, queue: str) -> list[str]:
-    members = await redis.zrange(f"{prefix}queue:{queue}", 0, -1)
-    return [str(member) for member in members]
 
 
 # Publishing and claiming -----------------------------------------------------------------
@@ -151,7 +94,7 @@ async def test_ids_of_jobs_gone_finished_or_claimed_are_dropped(
     broker: Broker, store: SqlJobStore, producer: RedisBroker, redis: Redis, redis_prefix: str
 ) -> None:
     gone = dataclasses.replace(await submit(store, producer), id=new_job_id())
-    await producer.announce([gone])  # an id whose job does not exist (any more)
+    await producer.announce(ready_jobs([gone]))  # an id whose job does not exist (any more)
     cancelled = await submit(store, producer)
     await store.cancel(cancelled.id)
     taken = await submit(store, producer)
@@ -189,7 +132,7 @@ async def test_announcing_a_job_twice_gives_one_claim(
     broker: Broker, store: SqlJobStore, producer: RedisBroker, redis: Redis, redis_prefix: str
 ) -> None:
     job = await submit(store, producer)
-    await producer.announce([job])
+    await producer.announce(ready_jobs([job]))
 
     assert await held_ids(redis, redis_prefix, "a") == [job.id]
     assert ids(await claim(broker)) == [job.id]
@@ -285,7 +228,7 @@ async def test_without_redis_jobs_are_accepted_and_claimed_from_the_store(
     try:
         await broker.start()
         job = (await store.enqueue(NewJob(task="tests.noop", queue="a"))).job
-        await broker.announce([job])  # does not raise: the job is committed already
+        await broker.announce(ready_jobs([job]))  # does not raise: the job is committed already
 
         assert ids(await claim(broker, ("a",))) == [job.id]
         await asyncio.wait_for(broker.wait_for_work(["a"], timeout=0.2), DEADLINE)
