@@ -46,7 +46,7 @@ async def promote_due(connection: AsyncConnection, *, limit: int) -> Maintenance
     )
     statement = (
         update(jobs)
-        .where(due, sources)
+        .where(due)
         .values(state=_PROMOTE.target.value)
         .returning(jobs.c.id, jobs.c.queue, jobs.c.priority)
     )
@@ -87,7 +87,7 @@ async def rescue_expired(connection: AsyncConnection, *, limit: int) -> Maintena
     retrying = ~jobs.c.cancel_requested & (jobs.c.attempt < jobs.c.max_attempts)
     statement = (
         update(jobs)
-        .where(expired, state_in(sources))
+        .where(expired)
         .values(
             state=_rescued_state(),
             errors=case(
