@@ -14,8 +14,9 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
-from sqlalchemy import Insert, func, select, true
+from sqlalchemy import Insert, Select, func, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from conveyor.ports import RUN_TIME_BUCKETS, CounterEvent, RunTimeHistogram
@@ -84,7 +85,7 @@ async def record(connection: AsyncConnection, tally: Tally) -> None:
     if not tally.values:
         return
     dialect = connection.dialect.name
-    shard = random.randrange(SHARDS)
+    shard = random_shard()
     rows = (
         {"name": name, "queue": queue, "label": label, "shard": shard, "value": value}
         for (name, queue, label), value in sorted(tally.values.items())
@@ -96,19 +97,28 @@ async def record(connection: AsyncConnection, tally: Tally) -> None:
 @cache
 def _upsert_statement(dialect: str) -> Insert:
     counted = json_batch(dialect, "counted", _COUNTED)
-    columns = list(_COUNTED)
-    source = (
-        select(*(counted.c[name] for name in columns))
-        # SQLite needs a WHERE here to tell the SELECT from the ON CONFLICT that follows.
-        .where(true())
+    source = select(*(counted.c[name] for name in _COUNTED)).order_by(
         # Rows are locked in the order they are inserted: key order, in every transaction.
-        .order_by(counted.c.name, counted.c.queue, counted.c.label)
+        counted.c.name,
+        counted.c.queue,
+        counted.c.label,
     )
-    insert = dialect_insert(dialect, counters).from_select(columns, source)
+    return added_to_counters(dialect, source)
+
+
+def added_to_counters(dialect: str, source: Select[Any]) -> Insert:
+    """An upsert adding each (name, queue, label, shard, value) row of `source` to its
+    counter; `source` orders its rows by key (see `_upsert_statement`)."""
+    # SQLite needs a WHERE here to tell the SELECT from the ON CONFLICT that follows.
+    insert = dialect_insert(dialect, counters).from_select(list(_COUNTED), source.where(true()))
     return insert.on_conflict_do_update(
         index_elements=[counters.c.name, counters.c.queue, counters.c.label, counters.c.shard],
         set_={"value": counters.c.value + insert.excluded.value},
     )
+
+
+def random_shard() -> int:
+    return random.randrange(SHARDS)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,13 +6,29 @@ from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Insert, Row, Select, Subquery, and_, case, false, func, literal, select, true
+from sqlalchemy import (
+    Float,
+    Insert,
+    Integer,
+    Row,
+    Select,
+    Subquery,
+    and_,
+    bindparam,
+    case,
+    cast,
+    false,
+    func,
+    literal,
+    select,
+    true,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from conveyor.core.errors import IdempotencyConflict
 from conveyor.core.job import Job, JobState, NewJob
 from conveyor.ports import CounterEvent, Enqueued
-from conveyor.store.counters import Tally, record
+from conveyor.store.counters import Tally, added_to_counters, random_shard, record
 from conveyor.store.expressions import (
     Kind,
     batch_parameter,
@@ -22,7 +38,7 @@ from conveyor.store.expressions import (
     json_batch,
 )
 from conveyor.store.ids import new_job_id
-from conveyor.store.notify import notify_ready
+from conveyor.store.notify import notify_each
 from conveyor.store.rows import job_from_row
 from conveyor.store.schema import db_now, db_now_plus, jobs
 
@@ -43,12 +59,14 @@ _SUBMITTED = {
 }
 
 _KEYS = {"tenant": Kind.TEXT, "idempotency_key": Kind.TEXT}
+_SHARD = "counter_shard"
 
 
 async def insert_jobs(connection: AsyncConnection, submitted: Sequence[NewJob]) -> list[Enqueued]:
     """Insert `submitted` in one statement; a known idempotency key yields the existing job.
 
-    IdempotencyConflict when a known key comes with a different fingerprint; the transaction
+    On PostgreSQL the statement also counts the jobs and wakes the workers, so a batch
+    without idempotency keys needs no transaction around it. IdempotencyConflict when a known key comes with a different fingerprint; the transaction
     must then roll back, so that nothing of the batch is kept.
     """
     if not submitted:
@@ -56,15 +74,21 @@ async def insert_jobs(connection: AsyncConnection, submitted: Sequence[NewJob]) 
     dialect = connection.dialect.name
     ids = [new_job_id() for _ in submitted]
     rows = [_submitted_row(job_id, job) for job_id, job in zip(ids, submitted, strict=True)]
-    batch = {batch_parameter("submitted"): encode_batch(dialect, _SUBMITTED, rows)}
-    result = await connection.execute(_insert_statement(dialect), batch)
-    created = {job.id: job for job in map(job_from_row, result)}
+    parameters: dict[str, Any] = {
+        batch_parameter("submitted"): encode_batch(dialect, _SUBMITTED, rows)
+    }
+    if dialect == "postgresql":
+        parameters[_SHARD] = random_shard()
+        result = await connection.execute(_insert_counted_notified(), parameters)
+        created = {job.id: job for job in map(job_from_row, result)}
+    else:
+        result = await connection.execute(_insert_statement(dialect), parameters)
+        created = {job.id: job for job in map(job_from_row, result)}
+        tally = Tally()
+        for job in created.values():
+            tally.count(CounterEvent.ENQUEUED, job.queue)
+        await record(connection, tally)
     existing = await _existing_jobs(connection, submitted, ids, created)
-    await notify_ready(connection, (j.queue for j in created.values() if _is_ready(j)))
-    tally = Tally()
-    for job in created.values():
-        tally.count(CounterEvent.ENQUEUED, job.queue)
-    await record(connection, tally)
     return [
         Enqueued(created[job_id], True) if job_id in created else Enqueued(existing[key], False)
         for job_id, key in zip(ids, map(_key_of, submitted), strict=True)
@@ -105,6 +129,34 @@ def _insert_statement(dialect: str) -> Insert:
         index_where=jobs.c.idempotency_key.is_not(None),
     )
     return statement.returning(*jobs.c)
+
+
+@cache
+def _insert_counted_notified() -> Select[Any]:
+    """PostgreSQL: the insert, its `enqueued` counts and its wake-ups in one statement, so
+    that a submission costs one round trip (five as separate statements in a transaction).
+    The NOTIFYs are sent once per queue, at commit, like those of notify_ready."""
+    inserted = _insert_statement("postgresql").cte("inserted")
+    per_queue = (
+        select(
+            literal(CounterEvent.ENQUEUED.value).label("name"),
+            inserted.c.queue,
+            literal("").label("label"),
+            bindparam(_SHARD, type_=Integer).label("shard"),
+            cast(func.count(), Float).label("value"),
+        )
+        .group_by(inserted.c.queue)
+        .order_by(inserted.c.queue)  # key order: see counters.py
+    )
+    ready_queues = (
+        select(inserted.c.queue).where(inserted.c.state == JobState.QUEUED.value).distinct()
+    ).subquery("ready_queues")
+    notified = select(notify_each(ready_queues.c.queue)).cte("notified")
+    # A plain CTE runs only when read: the scalar subquery reads it, once.
+    wake = select(func.count()).select_from(notified).scalar_subquery().label("notified")
+    # A data-modifying CTE runs whether or not it is read.
+    counted = added_to_counters("postgresql", per_queue).cte("counted")
+    return select(inserted, wake).add_cte(counted)
 
 
 def _job_values(batch: Subquery) -> dict[str, Any]:
@@ -185,7 +237,3 @@ def _existing_query(dialect: str) -> Select[Any]:
 
 def _key_of_row(row: Row[Any]) -> tuple[str, str | None]:
     return (row.tenant, row.idempotency_key)
-
-
-def _is_ready(job: Job) -> bool:
-    return job.state is JobState.QUEUED

@@ -8,11 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import text
+from sqlalchemy import ColumnElement, func, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 NOTIFY_CHANNEL = "conveyor_jobs"
 """The channel the database broker LISTENs on; each payload is a queue name."""
+
+
+def notify_each(queues: ColumnElement[str]) -> ColumnElement[str]:
+    """A select-list expression that notifies, for each row, that its queue has ready jobs."""
+    return func.pg_notify(NOTIFY_CHANNEL, queues)
+
 
 _NOTIFY = text("SELECT pg_notify(:channel, queue) FROM unnest(CAST(:queues AS text[])) AS queue")
 

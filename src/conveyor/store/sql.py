@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Collection, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from typing import Any
 
 from sqlalchemy import select
@@ -64,6 +64,8 @@ class SqlJobStore:
         # arrival order, instead of in SQLite's busy handler, which polls with growing sleeps.
         self._write_turn = asyncio.Lock() if engine.dialect.name == "sqlite" else None
         self._reader = reader(engine)
+        # One statement is its own transaction: no BEGIN and COMMIT round trips around it.
+        self._single_statement = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._leadership = leadership_for(engine)
 
     @classmethod
@@ -103,6 +105,17 @@ class SqlJobStore:
                     yield connection
 
     @asynccontextmanager
+    async def _writing_one_statement(self) -> AsyncIterator[AsyncConnection]:
+        """For a write that is a single statement (PostgreSQL; SQLite takes its turn)."""
+        if self._write_turn is not None:
+            async with self._writing() as connection:
+                yield connection
+            return
+        with self._translated():
+            async with self._single_statement.connect() as connection:
+                yield connection
+
+    @asynccontextmanager
     async def _reading(self) -> AsyncIterator[AsyncConnection]:
         with self._translated():
             async with self._reader.connect() as connection:
@@ -111,7 +124,7 @@ class SqlJobStore:
     # producers ---------------------------------------------------------------------
     async def enqueue(self, job: NewJob, *, connection: Any = None) -> Enqueued:
         if connection is None:
-            async with self._writing() as own:
+            async with self._writing_for(job) as own:
                 return (await insert_jobs(own, [job]))[0]
         if not isinstance(connection, AsyncConnection):
             raise TypeError("connection must be a SQLAlchemy AsyncConnection")
@@ -122,8 +135,15 @@ class SqlJobStore:
     async def enqueue_many(self, jobs: Sequence[NewJob]) -> list[Enqueued]:
         if not jobs:
             return []
-        async with self._writing() as connection:
+        async with self._writing_for(*jobs) as connection:
             return await insert_jobs(connection, jobs)
+
+    def _writing_for(self, *jobs: NewJob) -> AbstractAsyncContextManager[AsyncConnection]:
+        # Without idempotency keys an insert is one statement (see insert_jobs). With keys,
+        # a conflict found after the insert must roll it back: that takes a transaction.
+        if any(job.idempotency_key is not None for job in jobs):
+            return self._writing()
+        return self._writing_one_statement()
 
     # workers -----------------------------------------------------------------------
     async def claim(
