@@ -1,7 +1,8 @@
 """Engines for the job store, and the translation of connection failures.
 
 SQLite gets its pragmas on every pooled connection and takes the write lock up front
-(`BEGIN IMMEDIATE`); PostgreSQL gets pre-ping so that pooled connections survive a restart.
+(`BEGIN IMMEDIATE`); PostgreSQL pings a pooled connection that sat idle before handing it
+out, so that pooled connections survive a restart.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import re
 import sqlite3
+import time
 from decimal import Decimal
 from functools import partial
 from pathlib import Path
@@ -20,11 +22,13 @@ from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import (
     ArgumentError,
     DBAPIError,
+    DisconnectionError,
     InterfaceError,
     OperationalError,
 )
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from conveyor.core.errors import ConfigError, StoreUnavailable
 
@@ -36,6 +40,8 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 POSTGRES_POOL_SIZE = 10
 POSTGRES_MAX_OVERFLOW = 10
 POSTGRES_CONNECT_TIMEOUT_SECONDS = 10.0
+IDLE_PING_SECONDS = 1.0
+_IDLE_SINCE = "conveyor_idle_since"
 
 _SQLITE_PRAGMAS = (
     f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}",
@@ -154,15 +160,44 @@ def _begin_sqlite_transaction(connection: Connection) -> None:
 
 
 def _postgres_engine(url: URL) -> AsyncEngine:
-    return create_async_engine(
+    engine = create_async_engine(
         url,
-        pool_pre_ping=True,
         pool_size=POSTGRES_POOL_SIZE,
         max_overflow=POSTGRES_MAX_OVERFLOW,
         connect_args={"timeout": POSTGRES_CONNECT_TIMEOUT_SECONDS},
         json_serializer=dump_json,
         json_deserializer=load_json,
     )
+    _ping_when_idle(engine, IDLE_PING_SECONDS)
+    return engine
+
+
+def _ping_when_idle(engine: AsyncEngine, idle_seconds: float) -> None:
+    """Hand out no pooled connection known to be dead, and ping one that sat idle.
+
+    SQLAlchemy's pool_pre_ping pings on every checkout, and asyncpg's ping is BEGIN, `;`,
+    ROLLBACK: three round trips added to every store call, more than a submission costs.
+    Instead: a connection whose socket the server closed (a restart, a terminated backend)
+    is known closed by asyncpg at no cost; one idle for `idle_seconds` is pinged, in case
+    it died silently. A call that still meets a dead connection fails as unavailable, and
+    SQLAlchemy then discards every pooled connection at once.
+    """
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _note_idle(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _ping_if_idle(dbapi_connection: Any, record: ConnectionPoolEntry, proxy: Any) -> None:
+        if dbapi_connection.driver_connection.is_closed():
+            raise DisconnectionError("the server closed this pooled connection")
+        idle_since = record.info.get(_IDLE_SINCE)
+        if idle_since is None or time.monotonic() - idle_since < idle_seconds:
+            return
+        try:
+            dbapi_connection.ping()
+        except Exception as error:  # the pool replaces it with a new connection
+            raise DisconnectionError(f"a pooled connection is dead: {error}") from error
 
 
 def reader(engine: AsyncEngine) -> AsyncEngine:

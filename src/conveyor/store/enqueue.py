@@ -66,8 +66,9 @@ async def insert_jobs(connection: AsyncConnection, submitted: Sequence[NewJob]) 
     """Insert `submitted` in one statement; a known idempotency key yields the existing job.
 
     On PostgreSQL the statement also counts the jobs and wakes the workers, so a batch
-    without idempotency keys needs no transaction around it. IdempotencyConflict when a known key comes with a different fingerprint; the transaction
-    must then roll back, so that nothing of the batch is kept.
+    without idempotency keys needs no transaction around it. IdempotencyConflict when a
+    known key comes with a different fingerprint; the transaction must then roll back, so
+    that nothing of the batch is kept.
     """
     if not submitted:
         return []
