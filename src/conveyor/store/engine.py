@@ -1,8 +1,8 @@
 """Engines for the job store, and the translation of connection failures.
 
 SQLite gets its pragmas on every pooled connection and takes the write lock up front
-(`BEGIN IMMEDIATE`); PostgreSQL pings a pooled connection that sat idle before handing it
-out, so that pooled connections survive a restart.
+(`BEGIN IMMEDIATE`); PostgreSQL checks each pooled connection as it is handed out, so that
+the pool survives a restart.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import re
 import sqlite3
-import time
 from decimal import Decimal
 from functools import partial
 from pathlib import Path
@@ -29,6 +28,7 @@ from sqlalchemy.exc import (
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.util import await_only
 
 from conveyor.core.errors import ConfigError, StoreUnavailable
 
@@ -40,8 +40,6 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 POSTGRES_POOL_SIZE = 10
 POSTGRES_MAX_OVERFLOW = 10
 POSTGRES_CONNECT_TIMEOUT_SECONDS = 10.0
-IDLE_PING_SECONDS = 1.0
-_IDLE_SINCE = "conveyor_idle_since"
 
 _SQLITE_PRAGMAS = (
     f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}",
@@ -168,34 +166,26 @@ def _postgres_engine(url: URL) -> AsyncEngine:
         json_serializer=dump_json,
         json_deserializer=load_json,
     )
-    _ping_when_idle(engine, IDLE_PING_SECONDS)
+    _ping_on_checkout(engine)
     return engine
 
 
-def _ping_when_idle(engine: AsyncEngine, idle_seconds: float) -> None:
-    """Hand out no pooled connection known to be dead, and ping one that sat idle.
+def _ping_on_checkout(engine: AsyncEngine) -> None:
+    """Hand out no pooled connection that is dead: one round trip per checkout.
 
-    SQLAlchemy's pool_pre_ping pings on every checkout, and asyncpg's ping is BEGIN, `;`,
-    ROLLBACK: three round trips added to every store call, more than a submission costs.
-    Instead: a connection whose socket the server closed (a restart, a terminated backend)
-    is known closed by asyncpg at no cost; one idle for `idle_seconds` is pinged, in case
-    it died silently. A call that still meets a dead connection fails as unavailable, and
-    SQLAlchemy then discards every pooled connection at once.
+    SQLAlchemy's pool_pre_ping does this with asyncpg's ping, which is BEGIN, `;`, ROLLBACK:
+    three round trips added to every store call, more than a submission itself costs. A
+    connection whose socket the server already closed (a restart, a terminated backend) is
+    known closed to asyncpg at no cost; any other is asked `SELECT 1`.
     """
 
-    @event.listens_for(engine.sync_engine, "checkin")
-    def _note_idle(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
-        record.info[_IDLE_SINCE] = time.monotonic()
-
     @event.listens_for(engine.sync_engine, "checkout")
-    def _ping_if_idle(dbapi_connection: Any, record: ConnectionPoolEntry, proxy: Any) -> None:
-        if dbapi_connection.driver_connection.is_closed():
+    def _check(dbapi_connection: Any, record: ConnectionPoolEntry, proxy: Any) -> None:
+        driver = dbapi_connection.driver_connection
+        if driver.is_closed():
             raise DisconnectionError("the server closed this pooled connection")
-        idle_since = record.info.get(_IDLE_SINCE)
-        if idle_since is None or time.monotonic() - idle_since < idle_seconds:
-            return
         try:
-            dbapi_connection.ping()
+            await_only(driver.execute("SELECT 1"))
         except Exception as error:  # the pool replaces it with a new connection
             raise DisconnectionError(f"a pooled connection is dead: {error}") from error
 
