@@ -1,27 +1,27 @@
-"""The Conveyor facade: the composition root, and the one place a URL becomes a backend.
+"""The Conveyor facade: the composition root, which picks the backends for a deployment.
 
-Producers, the CLI and the HTTP API all go through `Conveyor`. Backends are opened
-lazily, one set per event loop, because database drivers bind connections to the loop that
-made them; `blocking()` gives synchronous code one shared background loop.
+Producers, the CLI and the HTTP API all go through `Conveyor`. Backends (conveyor.backends)
+are opened lazily, one set per event loop, because database drivers bind connections to the
+loop that made them; `blocking()` gives synchronous code one shared background loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Self
 
-from conveyor.brokers.database import DatabaseBroker
-from conveyor.brokers.redis import RedisBroker
+from conveyor.backends import Backend, open_store
 from conveyor.config import Settings, load_settings
 from conveyor.core.access import ApiKey, Principal, Role, digest_of, key_id_of, matches, mint_key
 from conveyor.core.errors import FieldError, InvalidSubmission, JobFailed, UnknownTask
 from conveyor.core.job import DEFAULT_TENANT, Job, JobState, JSONValue, NewJob
 from conveyor.ports import (
     Broker,
+    CancelNotice,
     Enqueued,
     JobCounts,
     JobFilter,
@@ -39,6 +39,7 @@ from conveyor.runtime.registry import TaskRegistry
 from conveyor.runtime.signals import install_signal_handlers
 from conveyor.runtime.submission import SubmitOptions, TaskDefaults, build_new_job, checked_name
 from conveyor.runtime.validation import validate_against_schema
+from conveyor.runtime.watching import follow_job
 from conveyor.runtime.worker import Worker
 from conveyor.runtime.worker_settings import SECONDS_PER_DAY, WorkerSettings, default_worker_id
 from conveyor.store import migrate
@@ -48,12 +49,6 @@ from conveyor.store.sql import SqlJobStore
 REMOTE_TASK_CACHE_SECONDS = 5.0
 
 
-@dataclass(slots=True)
-class _Backend:
-    store: SqlJobStore
-    broker: Broker
-
-
 class Conveyor:
     """A Conveyor application: its tasks, its settings, and its connection to the store."""
 
@@ -61,7 +56,7 @@ class Conveyor:
         self.settings = settings if settings is not None else load_settings(**overrides)
         self.registry = TaskRegistry(submitter=self)
         self.task = self.registry.task
-        self._backends: dict[asyncio.AbstractEventLoop, _Backend] = {}
+        self._backends: dict[asyncio.AbstractEventLoop, Backend] = {}
         self._remote_tasks: dict[str, tuple[float, TaskInfo]] = {}
 
     async def __aenter__(self) -> Self:
@@ -186,7 +181,12 @@ class Conveyor:
         return await (await self.store()).counts(tenant=tenant)
 
     async def cancel(self, job_id: str, *, tenant: str | None = DEFAULT_TENANT) -> Job:
-        return await (await self.store()).cancel(job_id, tenant=tenant)
+        """Cancel a waiting job; ask a running one's worker to stop it (signals, heartbeat)."""
+        backend = await self._backend()
+        job = await backend.store.cancel(job_id, tenant=tenant)
+        if job.state is JobState.RUNNING and job.cancel_requested:
+            await backend.signals.publish_cancel(CancelNotice(job.id, job.attempt))
+        return job
 
     async def retry(self, job_id: str, *, tenant: str | None = DEFAULT_TENANT) -> Job:
         backend = await self._backend()
@@ -205,27 +205,25 @@ class Conveyor:
 
     async def watch(
         self, job_id: str, *, tenant: str | None = DEFAULT_TENANT, interval: float = 0.25
-    ) -> AsyncIterator[Job]:
-        """Yield the job each time its state or progress changes, ending when terminal."""
-        store = await self.store()
-        last: tuple[JobState, object] | None = None
-        while True:
-            job = await store.get(job_id, tenant=tenant)
-            seen = (job.state, job.progress)
-            if seen != last:
-                last = seen
+    ) -> AsyncGenerator[Job, None]:
+        """Yield the job each time its state or progress changes, ending when terminal.
+
+        The store is read every `interval`; progress notices (Redis) show progress sooner.
+        """
+        backend = await self._backend()
+        following = follow_job(backend.store, backend.signals, job_id, tenant, interval)
+        async with contextlib.aclosing(following):
+            async for job in following:
                 yield job
-            if job.is_terminal:
-                return
-            await asyncio.sleep(interval)
 
     async def wait(
         self, job_id: str, *, timeout: float | None = None, tenant: str | None = DEFAULT_TENANT
     ) -> JSONValue:
         """The job's result once it completes; JobFailed if it ends failed or cancelled,
         TimeoutError if it has not ended within `timeout` seconds."""
-        async with asyncio.timeout(timeout):
-            async for job in self.watch(job_id, tenant=tenant, interval=0.05):
+        watching = self.watch(job_id, tenant=tenant, interval=0.05)
+        async with asyncio.timeout(timeout), contextlib.aclosing(watching):
+            async for job in watching:
                 if job.state is JobState.COMPLETED:
                     return job.result
                 if job.is_terminal:
@@ -324,6 +322,7 @@ class Conveyor:
         return Worker(
             store=backend.store,
             broker=backend.broker,
+            signals=backend.signals,
             store_factory=self.open_store,
             registry=self.registry,
             settings=settings,
@@ -383,32 +382,18 @@ class Conveyor:
 
     async def open_store(self) -> SqlJobStore:
         """A new store with its own connections (the worker's heartbeat thread uses one)."""
-        return await SqlJobStore.open(self.settings.database_url)
+        return await open_store(self.settings)
 
-    async def _backend(self) -> _Backend:
+    async def _backend(self) -> Backend:
         loop = asyncio.get_running_loop()
         backend = self._backends.get(loop)
         if backend is None:
-            store = await self.open_store()
-            backend = _Backend(store, self._broker_for(store))
+            backend = await Backend.open(self.settings)
             self._backends[loop] = backend
         return backend
-
-    def _broker_for(self, store: SqlJobStore) -> Broker:
-        """Redis when it is configured, the database itself otherwise."""
-        settings = self.settings
-        if settings.redis_url:
-            return RedisBroker(
-                store,
-                url=settings.redis_url,
-                prefix=settings.redis_prefix,
-                poll_interval=settings.poll_interval_seconds,
-            )
-        return DatabaseBroker(store, poll_interval=settings.poll_interval_seconds)
 
     async def close(self) -> None:
         """Close the backends opened by the running event loop."""
         backend = self._backends.pop(asyncio.get_running_loop(), None)
         if backend is not None:
-            await backend.broker.close()
-            await backend.store.close()
+            await backend.close()

@@ -14,8 +14,9 @@ from sqlalchemy import update
 
 from conveyor.brokers.database import DatabaseBroker
 from conveyor.brokers.redis import RedisBroker
+from conveyor.brokers.redis_signals import RedisSignals
 from conveyor.core.retry import RetryPolicy
-from conveyor.ports import Broker, JobStore
+from conveyor.ports import Broker, JobStore, Signals
 from conveyor.runtime.monitor import Monitor
 from conveyor.runtime.registry import TaskRegistry
 from conveyor.runtime.worker import Worker, WorkerSettings
@@ -62,6 +63,13 @@ def broker_for(deployment: Deployment, store: SqlJobStore) -> Broker:
     )
 
 
+def signals_for(deployment: Deployment) -> Signals | None:
+    """The signals a worker of this deployment uses: Redis pub/sub, or none at all."""
+    if deployment.redis_url is None:
+        return None
+    return RedisSignals(url=deployment.redis_url, prefix=deployment.redis_prefix or "conveyor:")
+
+
 @asynccontextmanager
 async def running_worker(
     target: Deployment | str,
@@ -88,9 +96,11 @@ async def running_worker(
     store = await open_store()
     assert isinstance(store, SqlJobStore)
     broker = broker_for(deployment, store)
+    signals = signals_for(deployment)
     worker = Worker(
         store=store,
         broker=broker,
+        signals=signals,
         store_factory=open_store,
         registry=registry,
         settings=replace(FAST, **settings),
@@ -101,6 +111,8 @@ async def running_worker(
         yield RunningWorker(worker, running, stores)
     finally:
         await stop(worker, running)
+        if signals is not None:
+            await signals.close()
         await broker.close()
         await store.close()
 

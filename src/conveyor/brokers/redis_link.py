@@ -18,22 +18,20 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import ResponseError
 
+from conveyor.brokers.redis_clients import (
+    COMMAND_TIMEOUT_SECONDS,
+    DEFAULT_PREFIX,
+    UNREACHABLE,
+    address_of,
+    fail_fast_client,
+)
 from conveyor.outages import Backoff, Outage
 
 log = logging.getLogger("conveyor.brokers.redis")
 
 T = TypeVar("T")
-
-DEFAULT_PREFIX = "conveyor:"
-COMMAND_TIMEOUT_SECONDS = 5.0
-CONNECT_TIMEOUT_SECONDS = 2.0
-
-UNREACHABLE = (RedisError, OSError, TimeoutError)
 
 
 class RedisUnreachable(Exception):
@@ -75,18 +73,12 @@ class RedisLink:
     """A Redis client with the broker's failure policy (see the module docstring)."""
 
     def __init__(self, url: str, keys: RedisKeys) -> None:
-        # No retries inside the client: a failure must reach us at once, so that claims fall
-        # back to the store; reconnecting is paced by our own backoff.
-        self.client: Redis = Redis.from_url(
-            url,
-            decode_responses=True,
-            socket_timeout=None,  # every command has an asyncio deadline instead
-            socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
-            retry=Retry(NoBackoff(), 0),
-            client_name=f"conveyor:{keys.prefix}",  # tells our connections apart in CLIENT LIST
+        # A failure must reach us at once, so that claims fall back to the store.
+        self.client = fail_fast_client(
+            url, decode_responses=True, client_name=f"conveyor:{keys.prefix}"
         )
         self.keys = keys
-        self.address = _address_of(self.client)
+        self.address = address_of(self.client)
         self._outage = Outage(
             log,
             f"Redis at {self.address}",
@@ -186,11 +178,3 @@ class RedisLink:
 
     async def close(self) -> None:
         await self.client.aclose()
-
-
-def _address_of(client: Redis) -> str:
-    """host:port/db, never the password: it appears in logs and health checks."""
-    options = client.connection_pool.connection_kwargs
-    if "path" in options:
-        return f"unix:{options['path']}"
-    return f"{options.get('host', 'localhost')}:{options.get('port', 6379)}/{options.get('db', 0)}"

@@ -21,6 +21,7 @@ from dataclasses import fields
 from conveyor.core.errors import StoreUnavailable
 from conveyor.ports import Broker, JobStore, Maintenance, Reconciliation
 from conveyor.runtime.backoff import Backoff, Outage
+from conveyor.runtime.worker_settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,18 @@ class Monitor:
         self._outage = Outage(log, f"monitor {holder_id}")
         self._catching_up = False
         self.leading = False
+
+    @classmethod
+    def of_worker(cls, settings: WorkerSettings, store: JobStore, broker: Broker) -> Monitor:
+        """The monitor a worker runs beside its jobs, led under the worker's id."""
+        return cls(
+            store,
+            broker=broker,
+            holder_id=settings.worker_id,
+            interval_seconds=settings.monitor_interval_seconds,
+            lease_seconds=settings.lease_seconds,
+            retention_seconds=settings.retention_seconds,
+        )
 
     @property
     def leadership_seconds(self) -> float:

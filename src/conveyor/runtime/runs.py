@@ -77,6 +77,21 @@ class Run:
                 return outcome
 
 
+def log_stop(job_id: str, reason: StopReason) -> None:
+    """Why the worker interrupts a run (a shutdown is logged once for all its runs)."""
+    match reason:
+        case StopReason.LEASE_LOST:
+            log.warning(
+                "job %s: lease lost (the job was rescued or taken over); stopping its run, "
+                "whose outcome will be discarded",
+                job_id,
+            )
+        case StopReason.CANCEL_REQUESTED:
+            log.info("job %s: cancel requested; stopping its run", job_id)
+        case StopReason.SHUTDOWN:
+            pass
+
+
 def log_conclusion(run: Run, outcome: Outcome) -> None:
     """One line per finished run: what operators read in a worker's output."""
     job = run.claim.job

@@ -7,10 +7,11 @@
 
 Pieces, each a small loop of its own: the claim loop (here) fills free slots in batches;
 each claimed job runs as its own asyncio task through the Runner; the Settler writes
-outcomes in batches; the Heartbeat thread renews leases and writes progress; an optional
-Monitor does maintenance. All of these run on the worker's loop (its control loop), which
-never runs handlers: async handlers run on the HandlerLoop's thread, plain functions in a
-thread pool sized to the concurrency. A handler that blocks cannot stall the rest.
+outcomes in batches; the Heartbeat thread renews leases and writes progress; WorkerNotices
+hears cancels and publishes progress at once (Redis); an optional Monitor does maintenance.
+All of these run on the worker's loop (its control loop), which never runs handlers: async
+handlers run on the HandlerLoop's thread, plain functions in a thread pool sized to the
+concurrency. A handler that blocks cannot stall the rest.
 
 Shutdown has two phases. The first `request_stop()` stops claiming and lets running jobs
 finish for up to `shutdown_grace_seconds`; what still runs then is cancelled and released
@@ -24,14 +25,19 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import os
-import socket
 from collections.abc import Sequence
 
 from conveyor.core.errors import StoreUnavailable
 from conveyor.core.job import Progress
 from conveyor.core.outcome import Outcome, Released
-from conveyor.ports import Broker, Claim, JobStore, ReadyJob, Settlement, WorkerInfo
+from conveyor.ports import (
+    Broker,
+    Claim,
+    JobStore,
+    ReadyJob,
+    Settlement,
+    Signals,
+)
 from conveyor.runtime.backoff import Backoff, Outage, race
 from conveyor.runtime.context import JobContext
 from conveyor.runtime.handler_loop import HandlerLoop
@@ -43,9 +49,10 @@ from conveyor.runtime.heartbeat import (
     StoreFactory,
 )
 from conveyor.runtime.monitor import Monitor
+from conveyor.runtime.notices import WorkerNotices, confirmed_by
 from conveyor.runtime.registry import TaskRegistry
 from conveyor.runtime.runner import Runner
-from conveyor.runtime.runs import Run, StopReason, log_conclusion
+from conveyor.runtime.runs import Run, StopReason, log_conclusion, log_stop
 from conveyor.runtime.settler import Settler
 from conveyor.runtime.signals import install_signal_handlers
 from conveyor.runtime.threads import HandlerThreads
@@ -73,6 +80,7 @@ class Worker:
         store_factory: StoreFactory,
         registry: TaskRegistry,
         settings: WorkerSettings,
+        signals: Signals | None = None,
     ) -> None:
         self.settings = settings
         self.id = settings.worker_id
@@ -89,6 +97,9 @@ class Worker:
             default_timeout=settings.default_timeout,
         )
         self._runs: dict[str, Run] = {}
+        self._notices = WorkerNotices(
+            signals, runs=self._runs, stop_run=self._stop_run, confirm=confirmed_by(store)
+        )
         self._released: list[ReadyJob] = []  # handed back at shutdown: announced once written
         self._slot_freed = asyncio.Event()
         self._held = HeldJobs()
@@ -101,7 +112,9 @@ class Worker:
             progress=self._progress,
             report=self._on_lease_report,
         )
-        self._monitor = self._build_monitor() if settings.with_monitor else None
+        self._monitor = (
+            Monitor.of_worker(settings, store, broker) if settings.with_monitor else None
+        )
         self._stop_claiming = asyncio.Event()
         self._stop_now = asyncio.Event()
         self.ready = asyncio.Event()
@@ -137,6 +150,7 @@ class Worker:
         try:
             async with asyncio.TaskGroup() as background:
                 settling = background.create_task(self._settler.run(), name="conveyor-settle")
+                listening = background.create_task(self._notices.listen(), name="conveyor-notices")
                 monitoring = self._start_monitor(background)
                 try:
                     await self._serve()
@@ -145,6 +159,7 @@ class Worker:
                     await self._write_outcomes()
                     await self._broker.announce(self._released)
                     settling.cancel()
+                    listening.cancel()
                     self._stop_monitor(monitoring)
         finally:
             await self._close()
@@ -153,6 +168,7 @@ class Worker:
     async def _serve(self) -> None:
         if not await self._register():
             return
+        await race(self._notices.listening.wait(), self._stop_claiming)  # cancels are heard
         log.info(
             "worker %s ready: queues %s, concurrency %d",
             self.id,
@@ -173,7 +189,7 @@ class Worker:
             try:
                 await self._broker.start()
                 await self._store.register_tasks(self._registry.infos())
-                await self._store.register_worker(self._info())
+                await self._store.register_worker(self.settings.worker_info())
             except Exception as error:  # a worker started before its database waits for it
                 self._note_failure(outage, "registering", error)
                 await race(asyncio.sleep(backoff.next_delay()), self._stop_claiming)
@@ -181,15 +197,6 @@ class Worker:
             outage.recovered()
             return True
         return False
-
-    def _info(self) -> WorkerInfo:
-        return WorkerInfo(
-            id=self.id,
-            host=socket.gethostname(),
-            pid=os.getpid(),
-            queues=self.settings.queues,
-            concurrency=self.settings.concurrency,
-        )
 
     # Claiming ------------------------------------------------------------------------
     async def _claim_loop(self) -> None:
@@ -298,6 +305,7 @@ class Worker:
         run = self._runs.get(claim.job.id)
         if run is not None and run.claim is claim:  # late reports of an ended run are void
             self._progress.report(claim.job.id, claim.token, progress)
+            self._notices.progress(claim.job, progress)
 
     def _on_lease_report(self, report: LeaseReport) -> None:
         """Called on this loop by the heartbeat thread."""
@@ -310,16 +318,8 @@ class Worker:
         run = self._runs.get(job_id)
         if run is None or run.token != token:
             return  # already finished: its settle tells the store what happened
-        if not run.stop(reason):
-            return
-        if reason is StopReason.LEASE_LOST:
-            log.warning(
-                "job %s: lease lost (the job was rescued or taken over); stopping its run, "
-                "whose outcome will be discarded",
-                job_id,
-            )
-        else:
-            log.info("job %s: cancel requested; stopping its run", job_id)
+        if run.stop(reason):
+            log_stop(job_id, reason)
 
     # Stopping ------------------------------------------------------------------------
     async def _all_runs_done(self) -> None:
@@ -357,6 +357,7 @@ class Worker:
         if not stopped:
             log.warning("worker %s: the heartbeat thread is still busy; leaving it", self.id)
         await self._deregister()
+        await self._notices.close()
         await self._stop_handlers()
         log.info("worker %s stopped", self.id)
 
@@ -381,17 +382,6 @@ class Worker:
             log.warning("worker %s could not deregister: %s", self.id, error)
 
     # Helpers -------------------------------------------------------------------------
-    def _build_monitor(self) -> Monitor:
-        settings = self.settings
-        return Monitor(
-            self._store,
-            broker=self._broker,
-            holder_id=self.id,
-            interval_seconds=settings.monitor_interval_seconds,
-            lease_seconds=settings.lease_seconds,
-            retention_seconds=settings.retention_seconds,
-        )
-
     def _start_monitor(self, group: asyncio.TaskGroup) -> asyncio.Task[None] | None:
         if self._monitor is None:
             return None

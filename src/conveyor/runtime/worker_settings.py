@@ -10,6 +10,7 @@ from typing import Any
 
 from conveyor.config import Settings
 from conveyor.core.retry import RetryPolicy
+from conveyor.ports import WorkerInfo
 from conveyor.runtime.heartbeat import HeartbeatSettings
 
 SECONDS_PER_DAY = 86_400.0
@@ -46,6 +47,16 @@ class WorkerSettings:
             lease_seconds=self.lease_seconds,
             interval_seconds=self.heartbeat_seconds,
             progress_interval_seconds=self.progress_interval_seconds,
+        )
+
+    def worker_info(self) -> WorkerInfo:
+        """This worker as it registers itself: identity, host, process, what it runs."""
+        return WorkerInfo(
+            id=self.worker_id,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            queues=self.queues,
+            concurrency=self.concurrency,
         )
 
     @classmethod
