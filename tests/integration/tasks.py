@@ -56,3 +56,17 @@ async def sleep(seconds: float, ctx: JobContext) -> float:
     ctx.progress(0, "sleeping")
     await asyncio.sleep(seconds)
     return seconds
+
+
+@app.task(name="itest.record_run")
+async def record_run(runs_file: str, seconds: float, ctx: JobContext) -> None:
+    """Appends a line per execution (job id, attempt, pid) before running for `seconds`,
+    so a test can count how many times each job ran, across processes."""
+    line = f"{ctx.job_id} {ctx.attempt} {os.getpid()}\n".encode()
+    # One write to an O_APPEND file: lines of concurrent workers never interleave.
+    descriptor = os.open(runs_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(descriptor, line)
+    finally:
+        os.close(descriptor)
+    await asyncio.sleep(seconds)

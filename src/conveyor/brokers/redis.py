@@ -32,14 +32,8 @@ from collections.abc import Awaitable, Collection, Sequence
 from typing import TypeVar
 
 from conveyor.brokers import faults
-from conveyor.brokers.redis_link import (
-    COMMAND_TIMEOUT_SECONDS,
-    DEFAULT_PREFIX,
-    UNREACHABLE,
-    RedisKeys,
-    RedisLink,
-    RedisUnreachable,
-)
+from conveyor.brokers.redis_clients import COMMAND_TIMEOUT_SECONDS, DEFAULT_PREFIX, UNREACHABLE
+from conveyor.brokers.redis_link import RedisKeys, RedisLink, RedisUnreachable
 from conveyor.brokers.redis_popping import POP_BEST, Popped, PoppedIds, pop_arguments
 from conveyor.brokers.redis_reconciling import GRACE_SECONDS, Reconciler
 from conveyor.core.errors import StoreUnavailable
@@ -257,6 +251,8 @@ class RedisBroker:
                 popped = await self._link.call(
                     lambda: self._shielded(self._block_pop(keys, bound), deadline), deadline=None
                 )
+                if popped:
+                    faults.exit_if_armed(faults.EXIT_AFTER_POP)
                 self._popped.keep(popped)
                 return
         except (RedisUnreachable, StoreUnavailable) as error:

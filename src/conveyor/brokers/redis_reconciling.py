@@ -10,9 +10,10 @@ nothing; an id added for a job claimed meanwhile is dropped at its next claim).
 Two modes, told apart by the epoch key:
 
 * **Complete** (`{prefix}epoch` exists): Redis is known to hold every ready id but the few
-  lost to crashes or eviction. Steps walk the ready jobs round after round, skipping jobs
-  that became ready within the grace (their own publisher is about to publish them, or a
-  worker is between popping and claiming them).
+  lost to crashes or eviction. Steps walk the ready jobs round after round. An id counts
+  as lost only when it is found missing (and its job still `queued`) twice, at least the
+  grace apart, and its job became ready longer than the grace ago: a publisher about to
+  publish, or a worker between popping ids and claiming them, is never mistaken for a loss.
 * **Catching up** (the epoch key is missing: Redis restarted empty, was never filled, or a
   process that could not reach it marked it incomplete): workers claim from the store too
   (see RedisBroker.claim), and the reconciler runs a refill, a round without grace, back to
@@ -24,8 +25,10 @@ Two modes, told apart by the epoch key:
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 
 from conveyor.brokers.redis_link import RedisLink
 from conveyor.brokers.redis_popping import Publish
@@ -68,6 +71,8 @@ class Reconciler:
         self._finish_refill = link.client.register_script(FINISH_REFILL)
         self._position: ReadyPosition | None = None
         self._refill: str | None = None  # the id of the refill this process runs
+        self._missing = MissingIds()
+        self._round_started = time.monotonic()
 
     async def step(self, limit: int) -> Reconciliation:
         """Publish one page of ready jobs; raises RedisUnreachable when Redis is away."""
@@ -85,7 +90,11 @@ class Reconciler:
         )
         lost = page.jobs if refilling else await self._lost_among(page.jobs)
         republished = await self._link.call(lambda: self._publish(lost)) if lost else 0
+        self._missing.forget([job.id for job in lost])
         self._position = None if page.last else page.end
+        if page.last:
+            self._missing.forget_unseen_since(self._round_started)
+            self._round_started = time.monotonic()
         if republished and not refilling:
             log.warning(
                 "Redis lacked %d ready job ids (lost by a process that died, or evicted); "
@@ -97,15 +106,20 @@ class Reconciler:
         return Reconciliation(republished=republished, round_done=page.last, catching_up=refilling)
 
     async def _lost_among(self, ready: list[ReadyJob]) -> list[ReadyJob]:
-        """The jobs Redis lacks and the store still has `queued`: asking the store again
-        leaves out those claimed since the page was read (popped, so no longer in Redis)."""
+        """The jobs whose ids Redis lost: missing now, and since at least the grace.
+
+        Missing now means absent from Redis while the store still has the job `queued`
+        (asked again after Redis, so that jobs claimed since the page was read are left
+        out); an id popped by a worker that has not claimed it yet looks just like that.
+        """
         if not ready:
             return []
         absent = await self._link.call(lambda: self._absent(ready))
         if not absent:
             return []
         queued = await self._store.queued_among([job.id for job in absent])
-        return [job for job in absent if job.id in queued]
+        missing = [job for job in absent if job.id in queued]
+        return self._missing.missing_for(missing, self._grace)
 
     async def _absent(self, ready: list[ReadyJob]) -> list[ReadyJob]:
         by_queue: dict[str, list[ReadyJob]] = defaultdict(list)
@@ -139,3 +153,31 @@ class Reconciler:
         if done:
             log.info("Redis at %s holds every ready job id again", self._link.address)
         return bool(done)
+
+
+class MissingIds:
+    """When each id was first and last found missing from Redis, for the grace."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._seen: dict[str, tuple[float, float]] = {}
+
+    def missing_for(self, jobs: list[ReadyJob], seconds: float) -> list[ReadyJob]:
+        """Note `jobs` as missing now; return those found missing `seconds` ago already."""
+        now = self._clock()
+        lost = []
+        for job in jobs:
+            first, _ = self._seen.get(job.id, (now, now))
+            self._seen[job.id] = (first, now)
+            if now - first >= seconds:
+                lost.append(job)
+        return lost
+
+    def forget(self, job_ids: list[str]) -> None:
+        for job_id in job_ids:
+            self._seen.pop(job_id, None)
+
+    def forget_unseen_since(self, instant: float) -> None:
+        """Drop ids not found missing again in the round that began at `instant`: they were
+        claimed, or reached Redis, meanwhile. What is left is at most one round's misses."""
+        self._seen = {key: seen for key, seen in self._seen.items() if seen[1] >= instant}
