@@ -1,11 +1,15 @@
-"""Throughput and latency of the engine on SQLite and PostgreSQL.
+"""Throughput and latency of the engine on SQLite, PostgreSQL, and PostgreSQL with Redis.
 
-    .venv/bin/python -m bench.engine [--backends sqlite,postgres] [--jobs 10000]
+    .venv/bin/python -m bench.engine [--backends sqlite,postgres,postgres+redis] [--jobs 10000]
 
 Prints, per backend: enqueue rate one by one and with enqueue_many, the drain rate of no-op
 jobs with 1 and 2 worker processes, and idle latency from enqueue to completion
 (p50/p95/p99). Durations of drains and latencies come from the database's own timestamps
 (`started_at`, `finished_at`, `created_at`), so process start-up is not counted.
+
+"postgres+redis" uses the Redis at CONVEYOR_BENCH_REDIS_URL (default
+redis://127.0.0.1:6379/0) as the broker of both the producer and the workers, under a key
+prefix of its own for each measurement, whose keys are deleted afterwards.
 """
 
 from __future__ import annotations
@@ -25,17 +29,21 @@ from datetime import datetime
 from pathlib import Path
 
 import asyncpg
+from redis.asyncio import Redis
 
 from bench.tasks import build_app
 from conveyor import Conveyor, JobState
-from conveyor.config import load_settings
+from conveyor.config import Settings, load_settings
 from conveyor.ports import JobFilter
 
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_ADMIN_URL = os.environ.get(
     "CONVEYOR_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
+REDIS_URL = os.environ.get("CONVEYOR_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+REDIS_SUFFIX = "+redis"
 WORKER_CONCURRENCY = 100
+REDIS_COMPLETE_DEADLINE_SECONDS = 60.0
 
 
 @dataclass
@@ -62,9 +70,95 @@ async def fresh_database(backend: str) -> AsyncIterator[str]:
         await admin.close()
 
 
+@dataclass(frozen=True)
+class Deployment:
+    """Where one measurement's jobs live: a fresh database and, with Redis as the broker, a
+    key prefix no other measurement uses."""
+
+    database_url: str
+    redis_prefix: str | None = None
+
+    def settings(self) -> Settings:
+        # Only what the backend names: a CONVEYOR_REDIS_URL in the shell changes nothing.
+        settings = load_settings(database_url=self.database_url, redis_prefix=self.redis_prefix)
+        redis_url = REDIS_URL if self.redis_prefix is not None else None
+        return settings.model_copy(update={"redis_url": redis_url})
+
+    def environment(self) -> dict[str, str]:
+        """Settings for `conveyor` processes, as CONVEYOR_* variables."""
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_REDIS_")}
+        environment = {**inherited, "CONVEYOR_DATABASE_URL": self.database_url}
+        if self.redis_prefix is not None:
+            environment |= {
+                "CONVEYOR_REDIS_URL": REDIS_URL,
+                "CONVEYOR_REDIS_PREFIX": self.redis_prefix,
+            }
+        return environment
+
+
+@asynccontextmanager
+async def fresh_deployment(backend: str) -> AsyncIterator[Deployment]:
+    async with fresh_database(backend.removesuffix(REDIS_SUFFIX)) as url:
+        if not backend.endswith(REDIS_SUFFIX):
+            yield Deployment(url)
+            return
+        prefix = f"conveyor-bench:{uuid.uuid4().hex[:8]}:"
+        try:
+            yield Deployment(url, redis_prefix=prefix)
+        finally:
+            await delete_redis_keys(prefix)
+
+
+async def delete_redis_keys(prefix: str) -> None:
+    client = Redis.from_url(REDIS_URL)
+    try:
+        keys = [key async for key in client.scan_iter(match=f"{prefix}*", count=1000)]
+        if keys:
+            await client.unlink(*keys)
+    finally:
+        await client.aclose()
+
+
+async def fill_redis(deployment: Deployment) -> None:
+    """With Redis, run a monitor until it has marked Redis complete (the reconciler's epoch
+    key), as in a deployment that has run for a while: until then, workers also claim from
+    the store. The monitor stops then, so that drains run the same processes on every
+    backend; the workers' own monitors take over."""
+    if deployment.redis_prefix is not None:
+        with monitor(deployment):
+            await wait_until_redis_complete(deployment)
+
+
 @contextmanager
-def workers(url: str, count: int) -> Iterator[None]:
-    environment = {**os.environ, "CONVEYOR_DATABASE_URL": url, "PYTHONPATH": str(ROOT)}
+def monitor(deployment: Deployment) -> Iterator[None]:
+    environment = {**deployment.environment(), "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "conveyor", "monitor", "--log-level", "warning"]
+    process = subprocess.Popen(command, cwd=ROOT, env=environment, stderr=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+
+
+async def wait_until_redis_complete(deployment: Deployment) -> None:
+    """Wait until the reconciler has marked Redis as holding every ready id."""
+    if deployment.redis_prefix is None:
+        return
+    client = Redis.from_url(REDIS_URL)
+    try:
+        deadline = time.monotonic() + REDIS_COMPLETE_DEADLINE_SECONDS
+        while not await client.exists(f"{deployment.redis_prefix}epoch"):
+            if time.monotonic() > deadline:
+                raise TimeoutError("no monitor marked Redis complete")
+            await asyncio.sleep(0.1)
+    finally:
+        await client.aclose()
+
+
+@contextmanager
+def workers(deployment: Deployment, count: int) -> Iterator[None]:
+    environment = {**deployment.environment(), "PYTHONPATH": str(ROOT)}
     command = [
         sys.executable,
         "-m",
@@ -131,10 +225,11 @@ async def drain_rate(app: Conveyor, count: int) -> float:
     return count / (max(finishes) - min(starts)).total_seconds()
 
 
-async def measure_drain(url: str, processes: int, count: int) -> float:
-    async with fresh_database_app(url) as app:
+async def measure_drain(deployment: Deployment, processes: int, count: int) -> float:
+    async with deployment_app(deployment) as app:
+        await fill_redis(deployment)
         await enqueue_in_batches(app, count)
-        with workers(url, processes):
+        with workers(deployment, processes):
             await wait_until_done(app, count)
         return await drain_rate(app, count)
 
@@ -153,8 +248,8 @@ async def measure_latency(app: Conveyor, samples: int) -> list[float]:
 
 
 @asynccontextmanager
-async def fresh_database_app(url: str) -> AsyncIterator[Conveyor]:
-    app = build_app(load_settings(database_url=url))
+async def deployment_app(deployment: Deployment) -> AsyncIterator[Conveyor]:
+    app = build_app(deployment.settings())
     try:
         yield app
     finally:
@@ -168,19 +263,20 @@ def percentile(values: list[float], fraction: float) -> float:
 
 async def bench_backend(backend: str, jobs: int, samples: int) -> Report:
     report = Report(backend)
-    async with fresh_database(backend) as url, fresh_database_app(url) as app:
+    async with fresh_deployment(backend) as deployment, deployment_app(deployment) as app:
         report.figures["enqueue one by one"] = f"{await enqueue_one_by_one(app, 2000):,.0f} jobs/s"
         report.figures["enqueue_many (1000/batch)"] = (
             f"{await enqueue_in_batches(app, jobs):,.0f} jobs/s"
         )
     for processes in (1, 2):
-        async with fresh_database(backend) as url:
-            rate = await measure_drain(url, processes, jobs)
+        async with fresh_deployment(backend) as deployment:
+            rate = await measure_drain(deployment, processes, jobs)
         report.figures[f"drain {jobs:,} no-op, {processes} process(es)"] = f"{rate:,.0f} jobs/s"
-    async with fresh_database(backend) as url, fresh_database_app(url) as app:
-        with workers(url, 1):
+    async with fresh_deployment(backend) as deployment, deployment_app(deployment) as app:
+        with workers(deployment, 1):
             warm_up = await app.enqueue("bench.noop")
             await app.wait(warm_up.id, timeout=60)  # the worker is up once this completes
+            await wait_until_redis_complete(deployment)
             latencies = await measure_latency(app, samples)
         report.figures["idle latency p50/p95/p99"] = (
             " / ".join(f"{percentile(latencies, q):.1f}" for q in (0.50, 0.95, 0.99)) + " ms"

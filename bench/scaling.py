@@ -5,10 +5,10 @@
 For each backlog size, on a fresh database: enqueue the backlog (enqueue_many), time
 20 claims of 100 jobs from it (the claim statement alone, in this process; 2 000 jobs, then
 completed), then start 2 worker processes and time their first `--window` completions
-(the tasks' own records, as in bench.compare). With the large backlog the workers then drain all of it,
-which also shows the end of a long run: the rate of the last window (after a million
-updates have left dead row versions behind) and the workers' resident memory at the start
-and at the end.
+(the tasks' own records, as in bench.compare). With the large backlog the workers then
+drain all of it, which also shows the end of a long run: the rate of the last window (after
+a million updates have left dead row versions behind) and the workers' resident memory at
+the start and at the end.
 """
 
 from __future__ import annotations

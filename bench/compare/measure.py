@@ -8,7 +8,8 @@ The same procedure for every system, each step bounded in time:
 3. drain `jobs` queued no-op jobs with 1 worker process, then (refilled) with 2: the rate
    from the first recorded run to the last, and the workers' peak resident memory;
 4. idle latency: with 1 worker idle, `samples` jobs one after another, each from just
-   before its enqueue call to the moment its task ran.
+   before its enqueue call to the moment its task ran; between two jobs the harness waits
+   IDLE_SECONDS (not counted), so that each finds the worker idle, done settling the last.
 A step that fails or runs out of time is reported as an error; the next one still runs.
 """
 
@@ -54,6 +55,7 @@ BULK_CHUNK = 1000
 DRAIN_DEADLINE_SECONDS = 300.0
 LATENCY_DEADLINE_SECONDS = 10.0  # for one job to run once enqueued
 WARM_UP_JOBS = 5
+IDLE_SECONDS = 0.05
 RSS_SAMPLE_SECONDS = 0.1
 
 
@@ -163,6 +165,7 @@ async def latencies(
             ran_at = await next_run(completions, index + 1, started)
             if index >= WARM_UP_JOBS:
                 values.append(ran_at - enqueued_at)
+            await asyncio.sleep(IDLE_SECONDS)
     return values
 
 
