@@ -32,7 +32,10 @@ class JobContext:
     def __init__(self, job: Job, *, report_progress: Callable[[Progress], None]) -> None:
         self._job = job
         self._report_progress = report_progress
-        self._cancelled = threading.Event()
+        self._cancelled = False
+        # Made only when a plain-function handler waits on it: a threading.Event per job
+        # cost more than the rest of setting up a run.
+        self._cancel_event: threading.Event | None = None
         self._loop = _running_loop()
         self._loop_thread = threading.get_ident()
 
@@ -52,7 +55,7 @@ class JobContext:
 
     @property
     def cancelled(self) -> bool:
-        return self._cancelled.is_set()
+        return self._cancelled
 
     def wait_cancelled(self, timeout: float | None = None) -> bool:
         """Block (in a plain-function handler) until the run should stop, or `timeout`.
@@ -60,11 +63,21 @@ class JobContext:
         Returns whether it should stop. Never call this from an async handler: it blocks
         the event loop, and with it every other async handler of the worker.
         """
-        return self._cancelled.wait(timeout)
+        with _CANCEL_EVENTS:
+            if self._cancel_event is None:
+                self._cancel_event = threading.Event()
+            event = self._cancel_event
+        if self._cancelled:  # marked before the event existed
+            event.set()
+        return event.wait(timeout)
 
     def mark_cancelled(self) -> None:
         """Called by the worker and the runner; tells a cooperative handler to stop."""
-        self._cancelled.set()
+        self._cancelled = True
+        with _CANCEL_EVENTS:
+            event = self._cancel_event
+        if event is not None:
+            event.set()
 
     def progress(self, percent: float, message: str | None = None) -> None:
         """Report how far the job got, 0 to 100, with an optional short message."""
@@ -86,6 +99,10 @@ class JobContext:
 
     def __repr__(self) -> str:
         return f"JobContext(job_id={self.job_id!r}, attempt={self.attempt})"
+
+
+_CANCEL_EVENTS = threading.Lock()
+"""Guards the lazy creation of cancel events (mark and wait may race on two threads)."""
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

@@ -30,6 +30,8 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
+from conveyor.runtime.mailbox import Mailbox
+
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
@@ -48,17 +50,24 @@ class HandlerLoop:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._calls: set[HandlerCall[Any]] = set()
+        self._inbox: Mailbox | None = None  # calls to the handler loop
+        self._outboxes: dict[asyncio.AbstractEventLoop, Mailbox] = {}  # back to callers
 
     def start(self) -> None:
         self._loop = asyncio.new_event_loop()
+        self._inbox = Mailbox(self._loop)
         self._thread = threading.Thread(target=self._main, name=self._name, daemon=True)
         self._thread.start()
 
     def submit(self, handler: Callable[[], Awaitable[T]]) -> HandlerCall[T]:
         """Call `handler()` on the handler loop; RuntimeError if that loop is not running."""
-        if self._loop is None or self._stopping:
+        if self._loop is None or self._inbox is None or self._stopping:
             raise RuntimeError("the handler loop is not running")
-        call = HandlerCall(self._loop, handler)
+        control_loop = asyncio.get_running_loop()
+        outbox = self._outboxes.get(control_loop)
+        if outbox is None:
+            outbox = self._outboxes[control_loop] = Mailbox(control_loop)
+        call = HandlerCall(self._loop, self._inbox, outbox, handler)
         self._calls.add(call)
         call.when_done(self._calls.discard)
         return call
@@ -103,19 +112,24 @@ class HandlerLoop:
 class HandlerCall(Generic[T]):
     """One handler running as a task of the handler loop, awaited from the control loop.
 
-    Its outcome is a future of the control loop, completed there (with
-    `call_soon_threadsafe`) when the handler's task ends.
+    Its outcome is a future of the control loop, completed there (through `outbox`) when
+    the handler's task ends; the handler loop hears of it through `inbox`.
     """
 
     def __init__(
-        self, handler_loop: asyncio.AbstractEventLoop, handler: Callable[[], Awaitable[T]]
+        self,
+        handler_loop: asyncio.AbstractEventLoop,
+        inbox: Mailbox,
+        outbox: Mailbox,
+        handler: Callable[[], Awaitable[T]],
     ) -> None:
         self._handler_loop = handler_loop
-        self._control_loop = asyncio.get_running_loop()
-        self._outcome: asyncio.Future[T] = self._control_loop.create_future()
+        self._inbox = inbox
+        self._outbox = outbox
+        self._outcome: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._task: asyncio.Task[None] | None = None  # set and used on the handler loop
         context = contextvars.copy_context()
-        handler_loop.call_soon_threadsafe(self._start, handler, context)
+        inbox.post(self._start, handler, context)
 
     async def result(self) -> T:
         """What the handler returned or raised; a cancellation is passed on and waited out."""
@@ -135,7 +149,7 @@ class HandlerCall(Generic[T]):
 
     def _cancel(self) -> None:
         try:
-            self._handler_loop.call_soon_threadsafe(self._cancel_task)
+            self._inbox.post(self._cancel_task)
         except RuntimeError:  # the handler loop is closed: nothing will answer
             self.abandon()
 
@@ -164,7 +178,7 @@ class HandlerCall(Generic[T]):
         self, *, result: Any = None, error: BaseException | None = None, cancelled: bool = False
     ) -> None:
         with contextlib.suppress(RuntimeError):  # the control loop is closed: nobody waits
-            self._control_loop.call_soon_threadsafe(self._settle, result, error, cancelled)
+            self._outbox.post(self._settle, result, error, cancelled)
 
     # On the control loop -------------------------------------------------------------
     def _settle(self, result: T, error: BaseException | None, cancelled: bool) -> None:

@@ -149,7 +149,7 @@ class SqlJobStore:
     async def claim(
         self, *, worker_id: str, queues: Collection[str], limit: int, lease_seconds: float
     ) -> list[Claim]:
-        async with self._writing() as connection:
+        async with self._writing_one_statement() as connection:
             return await claims.claim(
                 connection,
                 worker_id=worker_id,
@@ -163,7 +163,7 @@ class SqlJobStore:
     ) -> list[Claim]:
         if not job_ids:
             return []
-        async with self._writing() as connection:
+        async with self._writing_one_statement() as connection:
             return await claims.claim_ids(
                 connection, worker_id=worker_id, job_ids=job_ids, lease_seconds=lease_seconds
             )
@@ -171,7 +171,7 @@ class SqlJobStore:
     async def renew(
         self, *, worker_id: str, job_ids: Collection[str], lease_seconds: float
     ) -> Renewal:
-        async with self._writing() as connection:
+        async with self._writing_one_statement() as connection:
             return await claims.renew(
                 connection, worker_id=worker_id, job_ids=job_ids, lease_seconds=lease_seconds
             )
@@ -185,7 +185,7 @@ class SqlJobStore:
     async def record_progress(self, updates: Sequence[ProgressUpdate]) -> frozenset[str]:
         if not updates:
             return frozenset()
-        async with self._writing() as connection:
+        async with self._writing_one_statement() as connection:
             return await claims.record_progress(connection, updates)
 
     # users -------------------------------------------------------------------------
