@@ -10,14 +10,34 @@ from collections.abc import Collection, Sequence
 from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, Subquery, any_, case, false, func, null, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Row,
+    Select,
+    Subquery,
+    any_,
+    bindparam,
+    case,
+    false,
+    func,
+    null,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import ReturningUpdate
 
 from conveyor.core.job import TERMINAL_STATES, JobState, Transition, rule
 from conveyor.core.outcome import Cancelled, Completed, Failed, Released, Retrying, transition_for
 from conveyor.ports import Claim, CounterEvent, ProgressUpdate, Renewal, Settlement
-from conveyor.store.counters import Tally, record
+from conveyor.store.counters import (
+    Tally,
+    added_to_counters,
+    random_shard,
+    record,
+    settled_tally,
+)
 from conveyor.store.expressions import (
     Kind,
     appended,
@@ -27,7 +47,7 @@ from conveyor.store.expressions import (
     state_in,
 )
 from conveyor.store.ids import new_lease_token
-from conveyor.store.notify import notify_ready
+from conveyor.store.notify import returning_with_wake_ups
 from conveyor.store.rows import error_document, job_from_row, progress_document
 from conveyor.store.schema import db_now, db_now_plus, jobs, queues
 
@@ -48,6 +68,7 @@ _SETTLEMENT = {
 }
 _PROGRESS = {"id": Kind.TEXT, "token": Kind.TEXT, "progress": Kind.DOCUMENT}
 # What each state a settle leaves a job in counts as; `queued` (a release) counts nothing.
+_SHARD = "counter_shard"
 _SETTLED_EVENTS = {
     JobState.COMPLETED.value: CounterEvent.COMPLETED,
     JobState.FAILED.value: CounterEvent.FAILED,
@@ -220,11 +241,26 @@ async def settle(connection: AsyncConnection, settlements: Sequence[Settlement])
         return frozenset()
     dialect = connection.dialect.name
     rows = map(_settlement_row, settlements)
-    batch = {batch_parameter("settled"): encode_batch(dialect, _SETTLEMENT, rows)}
-    result = (await connection.execute(_settle_statement(dialect), batch)).all()
-    await notify_ready(connection, (row.queue for row in result if row.state == "queued"))
+    parameters: dict[str, Any] = {
+        batch_parameter("settled"): encode_batch(dialect, _SETTLEMENT, rows)
+    }
+    if dialect == "postgresql":
+        parameters[_SHARD] = random_shard()
+        result = (await connection.execute(_settle_counted_notified(), parameters)).all()
+        return frozenset(row.id for row in result)
+    result = (await connection.execute(_settle_statement(dialect), parameters)).all()
     await record(connection, _settled_tally(result))
     return frozenset(row.id for row in result)
+
+
+@cache
+def _settle_counted_notified() -> Select[Any]:
+    """PostgreSQL: the settle, its counts and run times, and its wake-ups (released jobs)
+    in one statement, so that writing a batch of outcomes is one round trip."""
+    settled = _settle_statement("postgresql").cte("settled")
+    tally = settled_tally(settled, _SETTLED_EVENTS, bindparam(_SHARD, type_=Integer))
+    counted = added_to_counters("postgresql", tally).cte("counted")
+    return returning_with_wake_ups(settled, counted)
 
 
 def _settled_tally(settled: Sequence[Row[Any]]) -> Tally:

@@ -16,7 +16,20 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Insert, Select, func, select, true
+from sqlalchemy import (
+    CTE,
+    BindParameter,
+    Float,
+    Insert,
+    Select,
+    case,
+    cast,
+    func,
+    literal,
+    select,
+    true,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from conveyor.ports import RUN_TIME_BUCKETS, CounterEvent, RunTimeHistogram
@@ -115,6 +128,41 @@ def added_to_counters(dialect: str, source: Select[Any]) -> Insert:
         index_elements=[counters.c.name, counters.c.queue, counters.c.label, counters.c.shard],
         set_={"value": counters.c.value + insert.excluded.value},
     )
+
+
+def settled_tally(
+    settled: CTE, events: Mapping[str, CounterEvent], shard: BindParameter[int]
+) -> Select[Any]:
+    """In SQL, what `Tally` counts for settled rows (`state`, `queue`, `started_at`,
+    `settled_at`): each by the event its state is in `events` (rows of other states are
+    left out), and the run time of each in the histogram; in key order."""
+    event = case(*((settled.c.state == state, literal(e.value)) for state, e in events.items()))
+    seconds = func.greatest(
+        cast(func.extract("epoch", settled.c.settled_at - settled.c.started_at), Float), 0.0
+    )
+    bucket = case(
+        *((seconds <= bound, literal(bucket_label(i))) for i, bound in enumerate(RUN_TIME_BUCKETS)),
+        else_=literal(bucket_label(len(RUN_TIME_BUCKETS))),
+    )
+    counted = event.is_not(None)
+    timed = counted & settled.c.started_at.is_not(None)
+    one = cast(func.count(), Float)
+    parts = union_all(
+        select(event.label("name"), settled.c.queue, literal("").label("label"), one.label("value"))
+        .where(counted)
+        .group_by(event, settled.c.queue),
+        select(literal(RUN_SECONDS_BUCKET), settled.c.queue, bucket, one)
+        .where(timed)
+        .group_by(settled.c.queue, bucket),
+        select(literal(RUN_SECONDS_SUM), settled.c.queue, literal(""), func.sum(seconds))
+        .where(timed)
+        .group_by(settled.c.queue),
+        select(literal(RUN_SECONDS_COUNT), settled.c.queue, literal(""), one)
+        .where(timed)
+        .group_by(settled.c.queue),
+    ).subquery("tallied")
+    name, queue, label, value = parts.c
+    return select(name, queue, label, shard.label("shard"), value).order_by(name, queue, label)
 
 
 def random_shard() -> int:

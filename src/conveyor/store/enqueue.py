@@ -38,7 +38,7 @@ from conveyor.store.expressions import (
     json_batch,
 )
 from conveyor.store.ids import new_job_id
-from conveyor.store.notify import notify_each
+from conveyor.store.notify import returning_with_wake_ups
 from conveyor.store.rows import job_from_row
 from conveyor.store.schema import db_now, db_now_plus, jobs
 
@@ -136,7 +136,7 @@ def _insert_statement(dialect: str) -> Insert:
 def _insert_counted_notified() -> Select[Any]:
     """PostgreSQL: the insert, its `enqueued` counts and its wake-ups in one statement, so
     that a submission costs one round trip (five as separate statements in a transaction).
-    The NOTIFYs are sent once per queue, at commit, like those of notify_ready."""
+    """
     inserted = _insert_statement("postgresql").cte("inserted")
     per_queue = (
         select(
@@ -149,15 +149,8 @@ def _insert_counted_notified() -> Select[Any]:
         .group_by(inserted.c.queue)
         .order_by(inserted.c.queue)  # key order: see counters.py
     )
-    ready_queues = (
-        select(inserted.c.queue).where(inserted.c.state == JobState.QUEUED.value).distinct()
-    ).subquery("ready_queues")
-    notified = select(notify_each(ready_queues.c.queue)).cte("notified")
-    # A plain CTE runs only when read: the scalar subquery reads it, once.
-    wake = select(func.count()).select_from(notified).scalar_subquery().label("notified")
-    # A data-modifying CTE runs whether or not it is read.
     counted = added_to_counters("postgresql", per_queue).cte("counted")
-    return select(inserted, wake).add_cte(counted)
+    return returning_with_wake_ups(inserted, counted)
 
 
 def _job_values(batch: Subquery) -> dict[str, Any]:

@@ -7,17 +7,28 @@ never woken for a job it cannot see yet, and a rolled-back enqueue wakes nobody.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
-from sqlalchemy import ColumnElement, func, text
+from sqlalchemy import CTE, Select, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+from conveyor.core.job import JobState
 
 NOTIFY_CHANNEL = "conveyor_jobs"
 """The channel the database broker LISTENs on; each payload is a queue name."""
 
 
-def notify_each(queues: ColumnElement[str]) -> ColumnElement[str]:
-    """A select-list expression that notifies, for each row, that its queue has ready jobs."""
-    return func.pg_notify(NOTIFY_CHANNEL, queues)
+def returning_with_wake_ups(changed: CTE, *also: CTE) -> Select[Any]:
+    """PostgreSQL: the rows of `changed` (a data-modifying CTE with `queue` and `state`),
+    notifying once per queue in which it left jobs `queued`; `also` runs alongside (a
+    data-modifying CTE runs whether or not it is read). The NOTIFYs go out at commit."""
+    ready_queues = (
+        select(changed.c.queue).where(changed.c.state == JobState.QUEUED.value).distinct()
+    ).subquery("ready_queues")
+    notified = select(func.pg_notify(NOTIFY_CHANNEL, ready_queues.c.queue)).cte("notified")
+    # A plain CTE runs only when read: this scalar subquery reads it, once.
+    wake = select(func.count()).select_from(notified).scalar_subquery().label("notified")
+    return select(changed, wake).add_cte(*also)
 
 
 _NOTIFY = text("SELECT pg_notify(:channel, queue) FROM unnest(CAST(:queues AS text[])) AS queue")

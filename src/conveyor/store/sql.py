@@ -179,7 +179,7 @@ class SqlJobStore:
     async def settle(self, settlements: Sequence[Settlement]) -> frozenset[str]:
         if not settlements:
             return frozenset()
-        async with self._writing() as connection:
+        async with self._writing_one_statement() as connection:  # one on PostgreSQL
             return await claims.settle(connection, settlements)
 
     async def record_progress(self, updates: Sequence[ProgressUpdate]) -> frozenset[str]:
