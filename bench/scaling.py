@@ -117,10 +117,10 @@ async def measure(
         with processes.started(spec.commands, spec.environment, log) as workers:
             await until(completions, window, workers)
             figures.first_window_per_s = window_rate(completions.times[:window])
-            figures.rss_start_mb = processes.resident_bytes(workers) / 2**20
+            figures.rss_start_mb = processes.memory_bytes(workers) / 2**20
             if drain_all:
                 await until(completions, backlog - CLAIM_SAMPLES * CLAIM_LIMIT, workers)
-                figures.rss_end_mb = processes.resident_bytes(workers) / 2**20
+                figures.rss_end_mb = processes.memory_bytes(workers) / 2**20
                 figures.last_window_per_s = window_rate(sorted(completions.times)[-window:])
         await system.close()
     return figures
@@ -159,7 +159,7 @@ async def main() -> None:
     print(f"Conveyor ({shape}), 2 worker processes, drain windows of {arguments.window:,} jobs\n")
     print(
         "| backlog | fill /s | claim of 100 ms p50 / p99 | drain, first window /s "
-        "| drain, last window /s | worker RSS start → end MB |"
+        "| drain, last window /s | worker memory (PSS) start → end MB |"
     )
     print("|---|---|---|---|---|---|")
     print(small.line())

@@ -12,7 +12,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 STOP_SECONDS = 15.0
-PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -41,9 +40,11 @@ def started(
 
 
 def stop(processes: Sequence[subprocess.Popen[bytes]]) -> None:
-    """SIGTERM every group, then SIGKILL what is left after STOP_SECONDS."""
+    """SIGTERM each started process (supervising CLIs pass it on to their children as they
+    see fit), then SIGKILL whatever is left of its group after STOP_SECONDS."""
     for process in processes:
-        _signal_group(process, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):
+            process.terminate()
     deadline = time.monotonic() + STOP_SECONDS
     for process in processes:
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -58,8 +59,10 @@ def _signal_group(process: subprocess.Popen[bytes], number: signal.Signals) -> N
         os.killpg(process.pid, number)
 
 
-def resident_bytes(processes: Sequence[subprocess.Popen[bytes]]) -> int:
-    """The resident memory of these processes and all their descendants (Linux /proc)."""
+def memory_bytes(processes: Sequence[subprocess.Popen[bytes]]) -> int:
+    """The memory of these processes and all their descendants (Linux /proc), each counted
+    as its proportional set size: pages a forked child still shares with its parent count
+    once between them, so that forking systems are not charged twice for them."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -70,7 +73,7 @@ def resident_bytes(processes: Sequence[subprocess.Popen[bytes]]) -> int:
     pending = [process.pid for process in processes]
     while pending:
         pid = pending.pop()
-        total += _rss_of(pid)
+        total += _pss_of(pid)
         pending.extend(children.get(pid, ()))
     return total
 
@@ -84,9 +87,12 @@ def _parent_of(entry: Path) -> int | None:
     return int(stat[stat.rfind(")") + 2 :].split()[1])
 
 
-def _rss_of(pid: int) -> int:
+def _pss_of(pid: int) -> int:
     try:
-        pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
-    except (OSError, IndexError, ValueError):
-        return 0
-    return pages * PAGE_SIZE
+        rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return 0  # gone meanwhile
+    for line in rollup.splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) * 1024  # kB
+    return 0

@@ -14,7 +14,7 @@ MB = 1024 * 1024
 def table(results: Sequence[Figures], *, jobs: int, samples: int) -> str:
     header = (
         "| system | backend | enqueue 1-by-1 /s | enqueue bulk /s | drain 1 proc /s "
-        "| drain 2 procs /s | latency p50 / p95 / p99 ms | peak RSS 1 / 2 procs MB |"
+        "| drain 2 procs /s | latency p50 / p95 / p99 ms | peak memory (PSS) 1 / 2 procs MB |"
     )
     lines = [
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, {_machine()}; "

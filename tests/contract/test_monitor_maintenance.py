@@ -29,12 +29,13 @@ def monitor_for(
     batch_size: int = 1000,
     retention_seconds: float = 3600.0,
     dead_worker_seconds: float | None = None,
+    interval_seconds: float = 0.1,
 ) -> Monitor:
     return Monitor(
         store,
         broker=DatabaseBroker(store, poll_interval=1.0),
         holder_id=holder,
-        interval_seconds=0.1,
+        interval_seconds=interval_seconds,
         lease_seconds=2.0,
         retention_seconds=retention_seconds,
         batch_size=batch_size,
@@ -108,8 +109,9 @@ async def test_a_backlog_larger_than_a_batch_is_worked_off_in_one_pass(
 async def test_only_one_of_two_monitors_leads_until_the_leader_resigns(
     store: SqlJobStore, other_store: SqlJobStore
 ) -> None:
-    first = monitor_for(store, "monitor-1")
-    second = monitor_for(other_store, "monitor-2")
+    # Leadership lasts three intervals unrenewed: long enough for a slow machine's steps.
+    first = monitor_for(store, "monitor-1", interval_seconds=2.0)
+    second = monitor_for(other_store, "monitor-2", interval_seconds=2.0)
 
     assert await first.run_once() == Maintenance()
     assert await second.run_once() is None

@@ -170,7 +170,8 @@ async def test_a_job_the_worker_claims_again_after_losing_it_runs_once_more_not_
     deployment: Deployment, store: SqlJobStore
 ) -> None:
     release, interrupted = new_flag(), new_flag()
-    async with running_worker(deployment, registry, concurrency=2) as running:
+    # A long lease: only the test's steal takes the job away, never a late heartbeat.
+    async with running_worker(deployment, registry, concurrency=2, lease_seconds=10) as running:
         args = {"release": release, "interrupted": interrupted}
         job = (await store.enqueue(NewJob(task="hold_attempt", args=args))).job
         await wait_for_state(store, job.id, JobState.RUNNING)
