@@ -7,7 +7,7 @@ For each backlog size, on a fresh database: enqueue the backlog (enqueue_many), 
 completed), then start 2 worker processes and time their first `--window` completions
 (the tasks' own records, as in bench.compare). With the large backlog the workers then
 drain all of it, which also shows the end of a long run: the rate of the last window (after
-a million updates have left dead row versions behind) and the workers' resident memory at
+a million updates have left dead row versions behind) and the workers' memory (PSS) at
 the start and at the end.
 """
 

@@ -6,7 +6,7 @@ The same procedure for every system, each step bounded in time:
 1. enqueue one by one, for up to ONE_BY_ONE_SECONDS or `jobs` jobs;
 2. enqueue `jobs` jobs with the bulk API, where the system has one (chunks of BULK_CHUNK);
 3. drain `jobs` queued no-op jobs with 1 worker process, then (refilled) with 2: the rate
-   from the first recorded run to the last, and the workers' peak resident memory;
+   from the first recorded run to the last, and the workers' peak memory (PSS);
 4. idle latency: with 1 worker idle, `samples` jobs one after another, each from just
    before its enqueue call to the moment its task ran; between two jobs the harness waits
    IDLE_SECONDS (not counted), so that each finds the worker idle, done settling the last.

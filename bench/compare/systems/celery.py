@@ -2,7 +2,7 @@
 
 Workers: one `celery worker` (prefork pool, Celery's default) whose `--concurrency` is the
 number of job-executing processes: its children run the jobs, while the parent only
-consumes from Redis and hands messages over (peak RSS counts the parent and children).
+consumes from Redis and hands messages over (peak memory counts the parent and children).
 Otherwise Celery's production defaults: prefetch multiplier 4, acks on receipt (acks_late
 off: Celery's default; its docs advise it only for idempotent tasks), no result backend,
 logging at WARNING. Celery has no bulk enqueue (`group` publishes one message per task).

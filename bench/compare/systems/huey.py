@@ -2,7 +2,7 @@
 
 Workers: one `huey_consumer` with `--worker-type process --workers N`, the form Huey's
 README gives for several worker processes: N child processes run the jobs, one at a time
-each, while the parent runs the scheduler and watches them (peak RSS counts them all).
+each, while the parent runs the scheduler and watches them (peak memory counts them all).
 Otherwise Huey's defaults: RedisHuey's blocking pop of the queue (1 s timeout), periodic
 tasks on, no results stored (`results=False`: nobody reads them), `--quiet` logging
 (WARNING). Huey has no bulk enqueue (`Task.map` enqueues one task at a time).

@@ -3,7 +3,7 @@
 Workers: one `rq worker` process per worker process, as RQ's docs deploy it (several
 workers under a process manager; its `worker-pool` is marked beta). Each worker forks a
 work horse per job, RQ's default `Worker` class, for isolation: one job at a time per
-worker, in the horse (peak RSS counts the horses). Otherwise RQ's defaults: results kept
+worker, in the horse (peak memory counts the horses). Otherwise RQ's defaults: results kept
 500 s (a job's hash is RQ's record of it, as Conveyor keeps its rows), logging at WARNING.
 Bulk: `Queue.enqueue_many`, which writes all the jobs in one Redis pipeline.
 """
