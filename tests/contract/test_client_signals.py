@@ -21,7 +21,7 @@ from conveyor.store.sql import SqlJobStore
 from tests.backends import Deployment
 from tests.contract.test_client import settings_of, start_worker, stop_worker
 from tests.contract.worker_harness import flag, new_flag, running_worker, until_flag
-from tests.waiting import wait_for_state
+from tests.waiting import eventually, wait_for_state
 
 pytestmark = pytest.mark.parametrize(
     "backend_name",
@@ -114,3 +114,42 @@ async def until_seen(watching: AsyncIterator[Job], wanted: Callable[[Job], bool]
             if wanted(current):
                 return current
     raise AssertionError("the watch ended first")
+
+
+async def test_watch_shows_noticed_progress_once_when_the_store_catches_up(
+    app: Conveyor, deployment: Deployment, store: SqlJobStore
+) -> None:
+    go, done = new_flag(), new_flag()
+    job = (await store.enqueue(NewJob(task="reports_when_told", args={"go": go, "done": done}))).job
+    reported = Progress(40.0, "rendering")
+    shown: list[Job] = []
+    running, reported_shown = asyncio.Event(), asyncio.Event()
+
+    async def follow() -> None:  # as an event stream does: every change, as it comes
+        async for current in app.watch(job.id, interval=0.1):
+            shown.append(current)
+            if current.state is JobState.RUNNING:
+                running.set()
+            if current.progress == reported:
+                reported_shown.set()
+
+    async def stored_progress() -> Progress | None:
+        return (await store.get(job.id)).progress
+
+    # The store gets progress up to a second after the notice, and the watch reads it ten
+    # times a second meanwhile: it must neither step back to "no progress" nor repeat it.
+    async with running_worker(deployment, registry, progress_interval_seconds=1.0):
+        following = asyncio.create_task(follow())
+        async with asyncio.timeout(DEADLINE):
+            await running.wait()
+            flag(go).set()
+            await reported_shown.wait()
+        await eventually(stored_progress, timeout=DEADLINE, message="progress in the store")
+        flag(done).set()
+        await asyncio.wait_for(following, DEADLINE)
+
+    assert [(current.state, current.progress) for current in shown] == [
+        (JobState.RUNNING, None),
+        (JobState.RUNNING, reported),
+        (JobState.COMPLETED, reported),
+    ]

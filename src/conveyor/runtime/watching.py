@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator
 
 from conveyor.core.job import Job, JobState, Progress
 from conveyor.ports import JobStore, ProgressNotice, Signals
 
 Shown = tuple[JobState, Progress | None]
+NOTICED_KEPT = 32
 
 
 async def follow_job(
@@ -29,9 +31,12 @@ async def follow_job(
     ahead: ProgressNotice | None = None  # a notice of a run the last read did not know yet
     # Subscribed before the first read: no notice falls between what the store said and
     # what the notices say.
+    noticed = Noticed()
     async with signals.follow_progress(job_id) as notices:
         while True:
             job = await store.get(job_id, tenant=tenant)
+            if noticed.is_behind(job, shown):
+                job = dataclasses.replace(job, progress=shown[1] if shown else None)
             if (job.state, job.progress) != shown:
                 shown = (job.state, job.progress)
                 yield job
@@ -39,6 +44,7 @@ async def follow_job(
                 return
             if ahead is not None and _is_news(job, ahead, shown):
                 shown = (job.state, ahead.progress)
+                noticed.add(job, ahead.progress)
                 yield dataclasses.replace(job, progress=ahead.progress)
             ahead = None
             next_read = loop.time() + interval
@@ -48,7 +54,36 @@ async def follow_job(
                     break
                 if _is_news(job, notice, shown):
                     shown = (job.state, notice.progress)
+                    noticed.add(job, notice.progress)
                     yield dataclasses.replace(job, progress=notice.progress)
+
+
+class Noticed:
+    """The progress shown from notices during the current run, so that a store read that
+    lags behind them (the store has progress once per progress interval) neither repeats
+    one nor steps back to an older one."""
+
+    def __init__(self) -> None:
+        self._attempt: int | None = None
+        self._progress: deque[Progress | None] = deque(maxlen=NOTICED_KEPT)
+
+    def add(self, job: Job, progress: Progress) -> None:
+        if job.attempt != self._attempt:
+            self._attempt = job.attempt
+            self._progress.clear()
+            self._progress.append(None)  # the store's "no progress yet" is older still
+        self._progress.append(progress)
+
+    def is_behind(self, job: Job, shown: Shown | None) -> bool:
+        """Whether the store's progress is one the notices already went past."""
+        return (
+            shown is not None
+            and job.state is JobState.RUNNING
+            and shown[0] is JobState.RUNNING
+            and job.attempt == self._attempt
+            and job.progress != shown[1]
+            and job.progress in self._progress
+        )
 
 
 def _is_news(job: Job, notice: ProgressNotice, shown: Shown) -> bool:
