@@ -99,3 +99,30 @@ class Outage:
         )
         self._since = None
         self._attempts = 0
+
+
+class Breaker:
+    """Keeps callers away from a dependency for a backoff after each failure.
+
+    For callers that have somewhere else to go meanwhile (the store instead of Redis, or
+    nothing at all for a hint): `closed_for_now` says to skip the dependency, `failed`
+    logs the outage once and extends the backoff, `succeeded` ends both.
+    """
+
+    def __init__(self, outage: Outage, backoff: Backoff | None = None) -> None:
+        self._outage = outage
+        self._backoff = backoff or Backoff()
+        self._retry_at = 0.0
+
+    @property
+    def closed_for_now(self) -> bool:
+        return time.monotonic() < self._retry_at
+
+    def failed(self, error: BaseException) -> None:
+        self._outage.failed(error)
+        self._retry_at = time.monotonic() + self._backoff.next_delay()
+
+    def succeeded(self) -> None:
+        if self._backoff.failures or self._outage.ongoing:
+            self._outage.recovered()
+            self._backoff.reset()

@@ -8,6 +8,7 @@ import logging
 
 import pytest
 
+from conveyor import outages
 from conveyor.runtime.backoff import Backoff, Outage, race
 
 
@@ -76,3 +77,25 @@ async def test_race_cancels_the_work_when_stop_is_requested() -> None:
 
 async def test_race_gives_up_after_its_timeout() -> None:
     assert await race(asyncio.Event().wait(), asyncio.Event(), timeout=0.01) is None
+
+
+def test_a_breaker_keeps_callers_away_for_the_backoff_and_logs_the_outage_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    breaker = outages.Breaker(
+        outages.Outage(logging.getLogger("test.breaker"), "the thing", back_level=logging.INFO),
+        outages.Backoff(base_seconds=60.0, max_seconds=60.0),
+    )
+    before = breaker.closed_for_now
+
+    breaker.failed(ConnectionError("refused"))
+    breaker.failed(ConnectionError("refused again"))
+    during = breaker.closed_for_now
+    breaker.succeeded()
+
+    assert (before, during) == (False, True)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    [recovery] = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert warnings == ["the thing unavailable, retrying: refused"]
+    assert "2 failed attempts" in recovery

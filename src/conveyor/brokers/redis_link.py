@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -27,7 +26,7 @@ from conveyor.brokers.redis_clients import (
     address_of,
     fail_fast_client,
 )
-from conveyor.outages import Backoff, Outage
+from conveyor.outages import Breaker, Outage
 
 log = logging.getLogger("conveyor.brokers.redis")
 
@@ -79,15 +78,15 @@ class RedisLink:
         )
         self.keys = keys
         self.address = address_of(self.client)
-        self._outage = Outage(
-            log,
-            f"Redis at {self.address}",
-            meanwhile="using the job store until it returns",
-            back="restored",
-            back_level=logging.INFO,
+        self._breaker = Breaker(
+            Outage(
+                log,
+                f"Redis at {self.address}",
+                meanwhile="using the job store until it returns",
+                back="restored",
+                back_level=logging.INFO,
+            )
         )
-        self._backoff = Backoff()
-        self._retry_at = 0.0
         self._may_lack_ids = False
         self._policy_checked = False
 
@@ -102,7 +101,7 @@ class RedisLink:
         Raises RedisUnreachable either way, so that the caller falls back to the store.
         `deadline` None: the command has its own (pops run in a task of their own).
         """
-        if time.monotonic() < self._retry_at:
+        if self._breaker.closed_for_now:
             raise RedisUnreachable(f"Redis at {self.address} is backing off")
         try:
             if self._may_lack_ids:
@@ -111,12 +110,9 @@ class RedisLink:
                 result = await command()
         except UNREACHABLE as error:
             self._may_lack_ids = True
-            self._outage.failed(error)
-            self._retry_at = time.monotonic() + self._backoff.next_delay()
+            self._breaker.failed(error)
             raise RedisUnreachable(str(error)) from error
-        if self._backoff.failures or self._outage.ongoing:
-            self._outage.recovered()
-            self._backoff.reset()
+        self._breaker.succeeded()
         if not self._policy_checked:
             with contextlib.suppress(RedisUnreachable):
                 await self.check_eviction_policy()

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Generic, TypeVar
@@ -37,7 +36,7 @@ from conveyor.brokers.redis_clients import (
 )
 from conveyor.brokers.redis_subscriber import Mailbox, Subscriber
 from conveyor.core.job import Progress
-from conveyor.outages import Backoff, Outage
+from conveyor.outages import Breaker, Outage
 from conveyor.ports import CancelNotice, ProgressNotice
 
 log = logging.getLogger(__name__)
@@ -61,15 +60,15 @@ class RedisSignals:
         )
         address = address_of(self._client)
         self._subscriber = Subscriber(self._client, address=address)
-        self._outage = Outage(
-            log,
-            f"Redis at {address}",
-            meanwhile="notices are not published (the store carries the news later)",
-            back="publishing notices again",
-            back_level=logging.INFO,
+        self._breaker = Breaker(
+            Outage(
+                log,
+                f"Redis at {address}",
+                meanwhile="notices are not published (the store carries the news later)",
+                back="publishing notices again",
+                back_level=logging.INFO,
+            )
         )
-        self._backoff = Backoff()
-        self._retry_at = 0.0
         self._closed = False
 
     # Channels ------------------------------------------------------------------------
@@ -95,7 +94,7 @@ class RedisSignals:
 
     async def _publish(self, messages: Sequence[tuple[str, bytes]]) -> None:
         """PUBLISH each message in one round trip; a failure starts (or extends) a backoff."""
-        if not messages or self._closed or time.monotonic() < self._retry_at:
+        if not messages or self._closed or self._breaker.closed_for_now:
             return
         try:
             async with asyncio.timeout(COMMAND_TIMEOUT_SECONDS):
@@ -104,12 +103,9 @@ class RedisSignals:
                     pipeline.publish(channel, payload)
                 await pipeline.execute()
         except UNREACHABLE as error:
-            self._outage.failed(error)
-            self._retry_at = time.monotonic() + self._backoff.next_delay()
+            self._breaker.failed(error)
             return
-        if self._backoff.failures or self._outage.ongoing:
-            self._outage.recovered()
-            self._backoff.reset()
+        self._breaker.succeeded()
 
     # Listening -----------------------------------------------------------------------
     @asynccontextmanager
