@@ -30,7 +30,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
-from conveyor.runtime.mailbox import Mailbox
+from conveyor.runtime.cross_thread import CrossThreadCalls
 
 T = TypeVar("T")
 
@@ -50,12 +50,12 @@ class HandlerLoop:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._calls: set[HandlerCall[Any]] = set()
-        self._inbox: Mailbox | None = None  # calls to the handler loop
-        self._outboxes: dict[asyncio.AbstractEventLoop, Mailbox] = {}  # back to callers
+        self._inbox: CrossThreadCalls | None = None  # calls to the handler loop
+        self._outboxes: dict[asyncio.AbstractEventLoop, CrossThreadCalls] = {}  # back to callers
 
     def start(self) -> None:
         self._loop = asyncio.new_event_loop()
-        self._inbox = Mailbox(self._loop)
+        self._inbox = CrossThreadCalls(self._loop)
         self._thread = threading.Thread(target=self._main, name=self._name, daemon=True)
         self._thread.start()
 
@@ -66,7 +66,7 @@ class HandlerLoop:
         control_loop = asyncio.get_running_loop()
         outbox = self._outboxes.get(control_loop)
         if outbox is None:
-            outbox = self._outboxes[control_loop] = Mailbox(control_loop)
+            outbox = self._outboxes[control_loop] = CrossThreadCalls(control_loop)
         call = HandlerCall(self._loop, self._inbox, outbox, handler)
         self._calls.add(call)
         call.when_done(self._calls.discard)
@@ -119,8 +119,8 @@ class HandlerCall(Generic[T]):
     def __init__(
         self,
         handler_loop: asyncio.AbstractEventLoop,
-        inbox: Mailbox,
-        outbox: Mailbox,
+        inbox: CrossThreadCalls,
+        outbox: CrossThreadCalls,
         handler: Callable[[], Awaitable[T]],
     ) -> None:
         self._handler_loop = handler_loop

@@ -2,7 +2,7 @@
 
 `loop.call_soon_threadsafe` writes to the loop's wake-up pipe on every call. A worker hands
 each job to its handler loop and each outcome back, so under load that was two pipe writes
-and two wake-ups per job. A Mailbox queues the calls and wakes the loop only when the
+and two wake-ups per job. CrossThreadCalls queues the calls and wakes the loop only when the
 queue was empty: a busy loop finds many calls per wake-up.
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 
-class Mailbox:
+class CrossThreadCalls:
     """Runs posted calls on `loop`, in the order posted, from any thread."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -47,5 +47,8 @@ class Mailbox:
                 call(*arguments)
             except Exception as error:  # one failing call must not lose the others
                 self._loop.call_exception_handler(
-                    {"message": f"a mailbox call failed: {call!r}", "exception": error}
+                    {
+                        "message": f"a call posted from another thread failed: {call!r}",
+                        "exception": error,
+                    }
                 )

@@ -7,14 +7,14 @@ import threading
 
 import pytest
 
-from conveyor.runtime.mailbox import Mailbox
+from conveyor.runtime.cross_thread import CrossThreadCalls
 
 WAIT = 10.0
 
 
 async def test_calls_from_many_threads_all_run_on_the_loop_in_each_threads_order() -> None:
     loop = asyncio.get_running_loop()
-    mailbox = Mailbox(loop)
+    calls = CrossThreadCalls(loop)
     seen: list[tuple[int, int, int]] = []
     done = asyncio.Event()
     threads, per_thread = 4, 500
@@ -26,7 +26,7 @@ async def test_calls_from_many_threads_all_run_on_the_loop_in_each_threads_order
 
     def post_all(thread: int) -> None:
         for index in range(per_thread):
-            mailbox.post(record, thread, index)
+            calls.post(record, thread, index)
 
     posters = [threading.Thread(target=post_all, args=(n,)) for n in range(threads)]
     for poster in posters:
@@ -44,15 +44,15 @@ async def test_a_failing_call_does_not_lose_the_ones_after_it() -> None:
     loop = asyncio.get_running_loop()
     reported: list[BaseException | None] = []
     loop.set_exception_handler(lambda _loop, context: reported.append(context.get("exception")))
-    mailbox = Mailbox(loop)
+    calls = CrossThreadCalls(loop)
     ran = asyncio.Event()
 
     def fail() -> None:
         raise ValueError("boom")
 
     def post_both() -> None:
-        mailbox.post(fail)
-        mailbox.post(ran.set)
+        calls.post(fail)
+        calls.post(ran.set)
 
     threading.Thread(target=post_both).start()
     await asyncio.wait_for(ran.wait(), WAIT)
@@ -62,9 +62,9 @@ async def test_a_failing_call_does_not_lose_the_ones_after_it() -> None:
 
 def test_posting_to_a_closed_loop_raises_and_a_later_post_tries_again() -> None:
     loop = asyncio.new_event_loop()
-    mailbox = Mailbox(loop)
+    calls = CrossThreadCalls(loop)
     loop.close()
 
     for _ in range(2):
         with pytest.raises(RuntimeError):
-            mailbox.post(print)
+            calls.post(print)
