@@ -250,18 +250,9 @@ async def test_a_job_popped_by_a_worker_that_died_before_claiming_it_runs_once(
     assert doomed.wait(timeout=0) == FAULT_EXIT_CODE, doomed.log()
 
     lost = await producer.get(job.id)
-    assert lost.state is JobState.QUEUED
     assert lost.attempt == 0
-    assert not in_redis(own_redis, lost)
-    assert await epoch_set(own_redis), "Redis counts as complete: only the reconciler helps"
-
-    rescuer = start_redis_worker()
-    await wait_until_ready(producer, rescuer)
-    done = await wait_for_state(
-        producer, job.id, JobState.COMPLETED, timeout=RECONCILED_WITHIN_SECONDS
-    )
-    assert done.attempt == 1
-    assert runs_by_job(runs) == {job.id: 1}
+    await assert_queued_but_not_in_redis(own_redis, lost)
+    await assert_reconciled_and_run_once(producer, start_redis_worker, lost, runs)
 
 
 async def test_a_job_whose_api_died_between_commit_and_publish_is_kept_and_runs(
@@ -283,20 +274,30 @@ async def test_a_job_whose_api_died_between_commit_and_publish_is_kept_and_runs(
     assert api.wait(timeout=0) == FAULT_EXIT_CODE, api.log()
 
     (kept,) = (await producer.list_jobs(JobFilter(task=RECORD_RUN))).items
-    assert kept.state is JobState.QUEUED
-    assert not in_redis(own_redis, kept)
-    assert await epoch_set(own_redis), "Redis counts as complete: only the reconciler helps"
-
-    worker = start_redis_worker()
-    await wait_until_ready(producer, worker)
-    done = await wait_for_state(
-        producer, kept.id, JobState.COMPLETED, timeout=RECONCILED_WITHIN_SECONDS
-    )
-    assert done.attempt == 1
-    assert runs_by_job(runs) == {kept.id: 1}
+    await assert_queued_but_not_in_redis(own_redis, kept)
+    await assert_reconciled_and_run_once(producer, start_redis_worker, kept, runs)
 
 
 # Helpers ---------------------------------------------------------------------------------
+
+
+async def assert_queued_but_not_in_redis(own_redis: OwnRedis, job: Job) -> None:
+    assert job.state is JobState.QUEUED
+    assert not in_redis(own_redis, job)
+    assert await epoch_set(own_redis), "Redis counts as complete: only the reconciler helps"
+
+
+async def assert_reconciled_and_run_once(
+    producer: Conveyor, start_redis_worker: StartWorker, job: Job, runs: Path
+) -> None:
+    """A worker started now gets the job once the reconciler republished it, and runs it."""
+    worker = start_redis_worker()
+    await wait_until_ready(producer, worker)
+    done = await wait_for_state(
+        producer, job.id, JobState.COMPLETED, timeout=RECONCILED_WITHIN_SECONDS
+    )
+    assert done.attempt == 1
+    assert runs_by_job(runs) == {job.id: 1}
 
 
 def queue_key(queue: str) -> str:
