@@ -15,7 +15,6 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from io import BufferedReader
@@ -233,35 +232,16 @@ def _unprivileged_prefix(workdir: Path) -> list[str]:
 
 
 def start_redis() -> Backend:
-    server = find_executable("redis-server")
-    if server is None:
-        raise BackendUnavailable("redis-server not found on PATH")
-    workdir = Path(tempfile.mkdtemp(prefix="conveyor-test-redis-"))
-    port = free_port()
-    settings = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no"]
-    command = [server, "--port", str(port), "--dir", str(workdir), *settings]
-    log = (workdir / "redis.log").open("wb")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    url = f"redis://127.0.0.1:{port}/0"
+    # Imported here: own_redis builds on this module's helpers.
+    from tests.own_redis import OwnRedis
 
-    def stop() -> None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
-        shutil.rmtree(workdir, ignore_errors=True)
-
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_SECONDS
-    while redis_failure(url) is not None:
-        if process.poll() is not None or time.monotonic() > deadline:
-            output = (workdir / "redis.log").read_text(errors="replace").strip()
-            stop()
-            raise BackendUnavailable(f"redis-server did not start: {output[-500:]}")
-        time.sleep(0.05)  # polling a starting server, with a deadline
-    return Backend(url=url, stop=stop)
+    server = OwnRedis()
+    try:
+        server.start()
+    except BaseException:
+        server.close()
+        raise
+    return Backend(url=server.url, stop=server.close)
 
 
 def _run(command: Sequence[str], *, check: bool = True) -> None:

@@ -26,8 +26,8 @@ from conveyor.ports import JobFilter
 from tests.backends import redis_command
 from tests.integration import tasks
 from tests.integration.conftest import StartWorker, wait_until_ready
-from tests.integration.own_redis import OwnRedis
 from tests.integration.workers import FAST_SETTINGS
+from tests.own_redis import OwnRedis
 from tests.processes import ConveyorProcess
 from tests.waiting import eventually, wait_for_state
 

@@ -21,7 +21,7 @@ class OwnRedis:
     """A redis-server one test owns, without persistence, that it can kill and start again
     on the same port: what clients meet when a production Redis crashes or restarts empty.
 
-    Unlike `start_redis` (a server for the whole session), this one exists to be disturbed.
+    `start_redis` uses one for a session's server; fault tests own one to disturb it.
     Use it as a context manager, or call `close()`: the server is stopped either way.
     """
 
