@@ -16,11 +16,13 @@ from sqlalchemy import Connection, inspect, text
 
 from conveyor.core.errors import ConfigError, StoreUnavailable
 from conveyor.core.job import NewJob
-from conveyor.ports import JobStore
+from conveyor.core.outcome import Completed
+from conveyor.ports import JobStore, Settlement
 from conveyor.store.migrate import current_revision, head_revision, upgrade
 from conveyor.store.schema import metadata
 from conveyor.store.sql import SqlJobStore
 from tests.backends import Backend, create_database, drop_database, url_for_database
+from tests.waiting import eventually
 
 UNREACHABLE_POSTGRES = "postgresql://postgres@127.0.0.1:1/nowhere"
 
@@ -108,15 +110,23 @@ async def test_the_store_reconnects_after_its_connections_are_killed(postgres_ur
     killer = await SqlJobStore.open(postgres_url)
     try:
         job = (await store.enqueue(NewJob(task="t"))).job
+        others = (
+            "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
         async with killer.engine.begin() as connection:
-            await connection.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                )
-            )
+            await connection.execute(text(f"SELECT pg_terminate_backend(pid) {others}"))
 
+        async def all_gone() -> bool:
+            async with killer.engine.connect() as connection:
+                return (await connection.execute(text(f"SELECT count(*) {others}"))).scalar() == 0
+
+        await eventually(all_gone, timeout=10)  # the kill signals; backends end a moment later
+        # Every path reconnects: SQLAlchemy's pool, and asyncpg's for the hot statements.
         assert (await store.get(job.id)).id == job.id
+        again = (await store.enqueue(NewJob(task="t"))).job
+        claimed = await store.claim(worker_id="w", queues=(), limit=2, lease_seconds=30)
+        settled = await store.settle([Settlement(c.job.id, c.token, Completed(1)) for c in claimed])
+        assert settled == {job.id, again.id}
     finally:
         await store.close()
         await killer.close()

@@ -12,6 +12,8 @@ from sqlalchemy import event
 from conveyor.core.job import JobState, NewJob
 from conveyor.core.outcome import Completed
 from conveyor.ports import Claim, Settlement
+from conveyor.store import claims
+from conveyor.store.direct import compiled_for_asyncpg
 from conveyor.store.sql import SqlJobStore
 from tests.waiting import eventually
 
@@ -160,8 +162,42 @@ async def test_a_new_claim_starts_without_the_last_runs_cancel_request(
     assert not claimed.job.cancel_requested
 
 
-async def claim_plan(store: SqlJobStore, queues: tuple[str, ...]) -> list[str]:
-    """The lines of the database's plan for the claim statement the store runs."""
+async def claim_plans(store: SqlJobStore, queues: tuple[str, ...]) -> list[list[str]]:
+    """The lines of the database's plans for the claim statement the store runs.
+
+    PostgreSQL runs it as a prepared statement, which after a few runs may be planned once
+    for any parameters (a generic plan): both plans must use the index.
+    """
+    if store.dialect_name == "sqlite":
+        return [await sqlite_claim_plan(store, queues)]
+    choice = claims.QueueChoice.of(queues)
+    compiled = compiled_for_asyncpg(claims.claim_statement("postgresql", choice))
+    values = {"claimant": "w", "lease_seconds": 30.0, "token": "t", "limit": 10}
+    arguments = compiled.arguments(values | {"queues": list(queues), "one_queue": "".join(queues)})
+    plans = []
+    async with store.engine.connect() as connection:
+        raw = (await connection.get_raw_connection()).driver_connection
+        assert raw is not None
+        await raw.execute(f"PREPARE claim_probe AS {compiled.sql}")
+        for mode in ("force_custom_plan", "force_generic_plan"):
+            await raw.execute(f"SET plan_cache_mode = {mode}")
+            literals = ", ".join(map(sql_literal, arguments))
+            rows = await raw.fetch(f"EXPLAIN EXECUTE claim_probe({literals})")
+            plans.append([str(row[0]).strip() for row in rows])
+        await raw.execute("DEALLOCATE claim_probe")
+        await raw.execute("RESET plan_cache_mode")
+    return plans
+
+
+def sql_literal(value: Any) -> str:
+    if isinstance(value, list):
+        return "ARRAY[" + ", ".join(map(sql_literal, value)) + "]::text[]"
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    return repr(value)
+
+
+async def sqlite_claim_plan(store: SqlJobStore, queues: tuple[str, ...]) -> list[str]:
     statements: list[tuple[str, Any]] = []
 
     def record(*arguments: Any) -> None:
@@ -172,11 +208,9 @@ async def claim_plan(store: SqlJobStore, queues: tuple[str, ...]) -> list[str]:
         await claim(store, queues=queues)
     finally:
         event.remove(store.engine.sync_engine, "before_cursor_execute", record)
-    # PostgreSQL's claim starts with the CTE that locks the picked rows.
-    [(statement, parameters)] = [s for s in statements if s[0].startswith(("UPDATE", "WITH"))]
-    explain = "EXPLAIN QUERY PLAN " if store.dialect_name == "sqlite" else "EXPLAIN "
+    [(statement, parameters)] = [s for s in statements if s[0].startswith("UPDATE")]
     async with store.engine.connect() as connection:
-        plan = await connection.exec_driver_sql(explain + statement, parameters)
+        plan = await connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
         return [str(row[-1]).strip() for row in plan]
 
 
@@ -201,16 +235,15 @@ async def test_claims_read_a_ready_index_in_claim_order_not_the_whole_table(
         async with store.engine.begin() as connection:
             await connection.exec_driver_sql("ANALYZE conveyor_jobs")
 
-    plan = await claim_plan(store, queues)
-
-    assert any(index in line.split() for line in plan), plan
-    if store.dialect_name == "sqlite":
-        assert "SCAN conveyor_jobs" not in plan, plan  # SCAN without USING INDEX
-        assert not any("TEMP B-TREE" in line for line in plan), plan
-    else:
-        # The paused queues are read once per claim (a small table); jobs never are.
-        assert not any("Seq Scan on conveyor_jobs" in line for line in plan), plan
-        assert not any("Sort" in line for line in plan), plan
+    for plan in await claim_plans(store, queues):
+        assert any(index in line.split() for line in plan), plan
+        if store.dialect_name == "sqlite":
+            assert "SCAN conveyor_jobs" not in plan, plan  # SCAN without USING INDEX
+            assert not any("TEMP B-TREE" in line for line in plan), plan
+        else:
+            # The paused queues are read once per claim (a small table); jobs never are.
+            assert not any("Seq Scan on conveyor_jobs" in line for line in plan), plan
+            assert not any("Sort" in line for line in plan), plan
 
 
 async def promoted_count(store: SqlJobStore) -> int:

@@ -27,6 +27,7 @@ from conveyor.core.job import JobState
 from conveyor.outages import Backoff, Outage
 from conveyor.ports import Claim, ReadyJob, Reconciliation
 from conveyor.store import schema
+from conveyor.store.engine import asyncpg_connect_options
 from conveyor.store.notify import NOTIFY_CHANNEL
 from conveyor.store.sql import SqlJobStore
 
@@ -247,10 +248,7 @@ class _NotificationListener:
 
 
 def _asyncpg_options(url: URL) -> dict[str, Any]:
-    options: dict[str, Any] = url.translate_connect_args(username="user")
-    ssl = url.query.get("ssl") or url.query.get("sslmode")
-    if isinstance(ssl, str):
-        options["ssl"] = ssl
+    options = asyncpg_connect_options(url)
     options["server_settings"] = {"application_name": LISTENER_APPLICATION_NAME}
     return options
 

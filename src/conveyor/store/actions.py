@@ -18,6 +18,7 @@ from conveyor.store.notify import notify_ready
 from conveyor.store.queries import of_tenant, state_of
 from conveyor.store.rows import job_from_row
 from conveyor.store.schema import db_now, jobs
+from conveyor.store.statements import AlchemyStatements
 
 _CANCEL = rule(Transition.CANCEL)
 _RETRY = rule(Transition.MANUAL_RETRY)
@@ -45,7 +46,7 @@ async def cancel(connection: AsyncConnection, job_id: str, tenant: str | None) -
     if job.state is JobState.CANCELLED:  # a running job is counted when its worker stops
         tally = Tally()
         tally.count(CounterEvent.CANCELLED, job.queue)
-        await record(connection, tally)
+        await record(AlchemyStatements(connection), tally)
     return job
 
 

@@ -7,15 +7,18 @@ lease token: once a lease is rescued or settled, a stale holder's writes match n
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from enum import Enum
 from functools import cache
 from typing import Any
 
 from sqlalchemy import (
+    ARRAY,
     ColumnElement,
+    Float,
     Integer,
-    Row,
     Select,
     Subquery,
+    Text,
     any_,
     bindparam,
     case,
@@ -25,7 +28,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import ReturningUpdate
 
 from conveyor.core.job import TERMINAL_STATES, JobState, Transition, rule
@@ -44,12 +46,14 @@ from conveyor.store.expressions import (
     batch_parameter,
     encode_batch,
     json_batch,
+    one_of,
     state_in,
 )
 from conveyor.store.ids import new_lease_token
 from conveyor.store.notify import returning_with_wake_ups
-from conveyor.store.rows import error_document, job_from_row, progress_document
+from conveyor.store.rows import error_document, job_from_values, progress_document
 from conveyor.store.schema import db_now, db_now_plus, jobs, queues
+from conveyor.store.statements import RowValues, Statements
 
 _CLAIM = rule(Transition.CLAIM)
 _RUNNING = JobState.RUNNING.value
@@ -88,7 +92,7 @@ def picked(
     dialect: str,
     *conditions: ColumnElement[bool],
     order_by: Sequence[ColumnElement[Any]],
-    limit: int,
+    limit: int | ColumnElement[int],
 ) -> ColumnElement[bool]:
     """A condition matching the first `limit` jobs meeting `conditions`, in `order_by`.
 
@@ -125,8 +129,19 @@ def queue_not_paused() -> ColumnElement[bool]:
     return jobs.c.queue.not_in(paused.scalar_subquery())
 
 
+def among(dialect: str, column: ColumnElement[str], parameter: str) -> ColumnElement[bool]:
+    """`column` is one of the strings passed (as a list) in `parameter`.
+
+    A PostgreSQL array parameter keeps the statement's text the same for any number of
+    values, so it is prepared once; SQLite expands the list into the text at execution.
+    """
+    if dialect == "postgresql":
+        return column == any_(bindparam(parameter, type_=ARRAY(Text)))
+    return column.in_(bindparam(parameter, expanding=True))
+
+
 async def claim(
-    connection: AsyncConnection,
+    statements: Statements,
     *,
     worker_id: str,
     queues: Collection[str],
@@ -135,17 +150,16 @@ async def claim(
 ) -> list[Claim]:
     if limit <= 0:
         return []
-    conditions = [state_in(_CLAIM.sources), queue_not_paused()]
-    if queues:
-        conditions.append(jobs.c.queue.in_(sorted(queues)))
-    chosen = picked(connection.dialect.name, *conditions, order_by=claim_order(), limit=limit)
-    claims = await _take(connection, chosen, worker_id, lease_seconds)
+    chosen = sorted(queues)
+    statement = claim_statement(statements.dialect, QueueChoice.of(chosen))
+    parameters = _taking(worker_id, lease_seconds, limit=limit, **_queue_parameters(chosen))
+    claims = await _take(statements, statement, parameters)
     # RETURNING does not keep the SELECT's order; put the claims back in claim order.
     return sorted(claims, key=lambda claim: (-claim.job.priority, claim.job.run_at, claim.job.id))
 
 
 async def claim_ids(
-    connection: AsyncConnection,
+    statements: Statements,
     *,
     worker_id: str,
     job_ids: Sequence[str],
@@ -153,41 +167,86 @@ async def claim_ids(
 ) -> list[Claim]:
     if not job_ids:
         return []
-    conditions = (jobs.c.id.in_(list(job_ids)), state_in(_CLAIM.sources), queue_not_paused())
-    order = [jobs.c.id]
-    chosen = picked(connection.dialect.name, *conditions, order_by=order, limit=len(job_ids))
-    claims = await _take(connection, chosen, worker_id, lease_seconds)
+    statement = _claim_ids_statement(statements.dialect)
+    parameters = _taking(worker_id, lease_seconds, limit=len(job_ids), job_ids=list(job_ids))
+    claims = await _take(statements, statement, parameters)
     position = {job_id: index for index, job_id in enumerate(job_ids)}
     return sorted(claims, key=lambda claim: position[claim.job.id])
 
 
+def _taking(worker_id: str, lease_seconds: float, **chosen: Any) -> dict[str, Any]:
+    # One token per call: (id, token) is still unique per claim.
+    return {
+        "claimant": worker_id,
+        "lease_seconds": float(lease_seconds),
+        "token": new_lease_token(),
+        **chosen,
+    }
+
+
 async def _take(
-    connection: AsyncConnection,
-    chosen: ColumnElement[bool],
-    worker_id: str,
-    lease_seconds: float,
+    statements: Statements, statement: ReturningUpdate[Any], parameters: dict[str, Any]
 ) -> list[Claim]:
-    token = new_lease_token()  # one per call: (id, token) is still unique per claim
-    statement = (
+    rows = await statements.fetch(statement, parameters)
+    return [Claim(job_from_values(row), parameters["token"]) for row in rows]
+
+
+class QueueChoice(Enum):
+    """Which queues a claim takes from; each is a statement of its own."""
+
+    ANY = "any"
+    ONE = "one"  # `queue = :one_queue`: the ready index is then read in claim order
+    SEVERAL = "several"  # read from each queue, then sorted: the index has queue first
+
+    @classmethod
+    def of(cls, queues: Collection[str]) -> QueueChoice:
+        return cls.ANY if not queues else cls.ONE if len(queues) == 1 else cls.SEVERAL
+
+
+def _queue_parameters(queues: list[str]) -> dict[str, Any]:
+    if not queues:
+        return {}
+    return {"one_queue": queues[0]} if len(queues) == 1 else {"queues": queues}
+
+
+@cache
+def claim_statement(dialect: str, choice: QueueChoice) -> ReturningUpdate[Any]:
+    conditions = [state_in(_CLAIM.sources), queue_not_paused()]
+    if choice is QueueChoice.ONE:
+        conditions.append(jobs.c.queue == bindparam("one_queue", type_=Text))
+    elif choice is QueueChoice.SEVERAL:
+        conditions.append(among(dialect, jobs.c.queue, "queues"))
+    limit = bindparam("limit", type_=Integer)
+    return _claiming(picked(dialect, *conditions, order_by=claim_order(), limit=limit))
+
+
+@cache
+def _claim_ids_statement(dialect: str) -> ReturningUpdate[Any]:
+    conditions = (among(dialect, jobs.c.id, "job_ids"), state_in(_CLAIM.sources))
+    limit = bindparam("limit", type_=Integer)
+    chosen = picked(dialect, *conditions, queue_not_paused(), order_by=[jobs.c.id], limit=limit)
+    return _claiming(chosen)
+
+
+def _claiming(chosen: ColumnElement[bool]) -> ReturningUpdate[Any]:
+    return (
         update(jobs)
         .where(chosen)
         .values(
             state=_CLAIM.target.value,
             attempt=jobs.c.attempt + 1,
-            lease_token=token,
-            lease_expires_at=db_now_plus(lease_seconds),
-            worker_id=worker_id,
+            lease_token=bindparam("token", type_=Text),
+            lease_expires_at=db_now_plus(bindparam("lease_seconds", type_=Float)),
+            worker_id=bindparam("claimant", type_=Text),
             started_at=db_now(),
             cancel_requested=false(),
         )
         .returning(*jobs.c)
     )
-    result = await connection.execute(statement)
-    return [Claim(job_from_row(row), token) for row in result]
 
 
 async def renew(
-    connection: AsyncConnection,
+    statements: Statements,
     *,
     worker_id: str,
     job_ids: Collection[str],
@@ -195,16 +254,29 @@ async def renew(
 ) -> Renewal:
     if not job_ids:
         return Renewal(held=frozenset(), cancel_requested=frozenset())
-    statement = (
-        update(jobs)
-        .where(jobs.c.id.in_(sorted(job_ids)), jobs.c.worker_id == worker_id, state_in([_RUNNING]))
-        .values(lease_expires_at=db_now_plus(lease_seconds))
-        .returning(jobs.c.id, jobs.c.cancel_requested)
-    )
-    rows = (await connection.execute(statement)).all()
+    parameters = {
+        "job_ids": sorted(job_ids),
+        "claimant": worker_id,
+        "lease_seconds": float(lease_seconds),
+    }
+    rows = await statements.fetch(_renew_statement(statements.dialect), parameters)
     return Renewal(
-        held=frozenset(row.id for row in rows),
-        cancel_requested=frozenset(row.id for row in rows if row.cancel_requested),
+        held=frozenset(row["id"] for row in rows),
+        cancel_requested=frozenset(row["id"] for row in rows if row["cancel_requested"]),
+    )
+
+
+@cache
+def _renew_statement(dialect: str) -> ReturningUpdate[Any]:
+    return (
+        update(jobs)
+        .where(
+            among(dialect, jobs.c.id, "job_ids"),
+            jobs.c.worker_id == bindparam("claimant", type_=Text),
+            state_in([_RUNNING]),
+        )
+        .values(lease_expires_at=db_now_plus(bindparam("lease_seconds", type_=Float)))
+        .returning(jobs.c.id, jobs.c.cancel_requested)
     )
 
 
@@ -236,21 +308,21 @@ def _progress_or_none(settlement: Settlement) -> dict[str, Any] | None:
     return progress_document(settlement.progress) if settlement.progress else None
 
 
-async def settle(connection: AsyncConnection, settlements: Sequence[Settlement]) -> frozenset[str]:
+async def settle(statements: Statements, settlements: Sequence[Settlement]) -> frozenset[str]:
     if not settlements:
         return frozenset()
-    dialect = connection.dialect.name
+    dialect = statements.dialect
     rows = map(_settlement_row, settlements)
     parameters: dict[str, Any] = {
         batch_parameter("settled"): encode_batch(dialect, _SETTLEMENT, rows)
     }
     if dialect == "postgresql":
         parameters[_SHARD] = random_shard()
-        result = (await connection.execute(_settle_counted_notified(), parameters)).all()
-        return frozenset(row.id for row in result)
-    result = (await connection.execute(_settle_statement(dialect), parameters)).all()
-    await record(connection, _settled_tally(result))
-    return frozenset(row.id for row in result)
+        result = await statements.fetch(_settle_counted_notified(), parameters)
+        return frozenset(row["id"] for row in result)
+    result = await statements.fetch(_settle_statement(dialect), parameters)
+    await record(statements, _settled_tally(result))
+    return frozenset(row["id"] for row in result)
 
 
 @cache
@@ -263,17 +335,17 @@ def _settle_counted_notified() -> Select[Any]:
     return returning_with_wake_ups(settled, counted)
 
 
-def _settled_tally(settled: Sequence[Row[Any]]) -> Tally:
+def _settled_tally(settled: Sequence[RowValues]) -> Tally:
     """Each settled job by the state it reached, and the run time of every finished attempt."""
     tally = Tally()
     for row in settled:
-        event = _SETTLED_EVENTS.get(row.state)
+        event = _SETTLED_EVENTS.get(row["state"])
         if event is None:
             continue  # released: the attempt was given back, as if it never ran
-        tally.count(event, row.queue)
-        if row.started_at is not None:
-            seconds = (row.settled_at - row.started_at).total_seconds()
-            tally.observe_run_time(row.queue, max(seconds, 0.0))
+        tally.count(event, row["queue"])
+        if row["started_at"] is not None:
+            seconds = (row["settled_at"] - row["started_at"]).total_seconds()
+            tally.observe_run_time(row["queue"], max(seconds, 0.0))
     return tally
 
 
@@ -308,14 +380,14 @@ def _settle_statement(dialect: str) -> ReturningUpdate[Any]:
 def _settled_values(batch: Subquery) -> dict[str, Any]:
     # A cancel request wins over another attempt or a release: the user asked for no more runs.
     state = case(
-        (jobs.c.cancel_requested & batch.c.state.in_(_WAITING_OUTCOMES), "cancelled"),
+        (jobs.c.cancel_requested & one_of(batch.c.state, _WAITING_OUTCOMES), "cancelled"),
         else_=batch.c.state,
     )
     return {
         "state": state,
         "attempt": jobs.c.attempt + batch.c.attempt_change,
         "run_at": case((batch.c.delay.is_(None), jobs.c.run_at), else_=db_now_plus(batch.c.delay)),
-        "finished_at": case((state.in_(_TERMINAL), db_now()), else_=null()),
+        "finished_at": case((one_of(state, _TERMINAL), db_now()), else_=null()),
         "result": case((batch.c.state == "completed", batch.c.result), else_=jobs.c.result),
         "errors": case(
             (batch.c.error.is_(None), jobs.c.errors),
@@ -328,7 +400,7 @@ def _settled_values(batch: Subquery) -> dict[str, Any]:
 
 
 async def record_progress(
-    connection: AsyncConnection, updates: Sequence[ProgressUpdate]
+    statements: Statements, updates: Sequence[ProgressUpdate]
 ) -> frozenset[str]:
     if not updates:
         return frozenset()
@@ -336,10 +408,10 @@ async def record_progress(
         {"id": update.job_id, "token": update.token, "progress": progress_document(update.progress)}
         for update in updates
     ]
-    dialect = connection.dialect.name
+    dialect = statements.dialect
     batch = {batch_parameter("reported"): encode_batch(dialect, _PROGRESS, rows)}
-    result = await connection.execute(_progress_statement(dialect), batch)
-    return frozenset(result.scalars())
+    result = await statements.fetch(_progress_statement(dialect), batch)
+    return frozenset(row["id"] for row in result)
 
 
 @cache

@@ -41,6 +41,7 @@ from conveyor.store.expressions import (
     json_batch,
 )
 from conveyor.store.schema import counters
+from conveyor.store.statements import Statements
 
 SHARDS = 64
 
@@ -93,18 +94,18 @@ class Tally:
         return self._values
 
 
-async def record(connection: AsyncConnection, tally: Tally) -> None:
+async def record(statements: Statements, tally: Tally) -> None:
     """Add `tally` to the counters in one statement (none when there is nothing to add)."""
     if not tally.values:
         return
-    dialect = connection.dialect.name
+    dialect = statements.dialect
     shard = random_shard()
     rows = (
         {"name": name, "queue": queue, "label": label, "shard": shard, "value": value}
         for (name, queue, label), value in sorted(tally.values.items())
     )
     batch = {batch_parameter("counted"): encode_batch(dialect, _COUNTED, rows)}
-    await connection.execute(_upsert_statement(dialect), batch)
+    await statements.execute(_upsert_statement(dialect), batch)
 
 
 @cache

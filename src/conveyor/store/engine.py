@@ -190,6 +190,15 @@ def _ping_on_checkout(engine: AsyncEngine) -> None:
             raise DisconnectionError(f"a pooled connection is dead: {error}") from error
 
 
+def asyncpg_connect_options(url: URL) -> dict[str, Any]:
+    """asyncpg.connect's arguments for a PostgreSQL URL (its user, password, host and ssl)."""
+    options: dict[str, Any] = url.translate_connect_args(username="user")
+    ssl = url.query.get("ssl") or url.query.get("sslmode")
+    if isinstance(ssl, str):
+        options["ssl"] = ssl
+    return options
+
+
 def reader(engine: AsyncEngine) -> AsyncEngine:
     """The same engine and pool, for transactions that only read."""
     return engine.execution_options(**{READ_ONLY: True})
@@ -204,10 +213,14 @@ def describe_database(url: URL) -> str:
     return f"PostgreSQL at {host}:{port}/{url.database or ''}"
 
 
+class ConnectFailed(Exception):
+    """No connection to the database could be made (its cause says why)."""
+
+
 def is_unavailable(error: BaseException) -> bool:
     """True when `error` means the database cannot be reached, not that a query was wrong."""
     # A pool that hands out no connection for its whole timeout is as good as down.
-    if isinstance(error, OSError | OperationalError | InterfaceError | PoolTimeout):
+    if isinstance(error, OSError | OperationalError | InterfaceError | PoolTimeout | ConnectFailed):
         return True
     if isinstance(error, DBAPIError):
         # No statement: it failed while connecting, committing or rolling back.
@@ -223,7 +236,8 @@ def _is_asyncpg_connection_error(error: BaseException) -> bool:
     connection_errors = (
         asyncpg.exceptions.PostgresConnectionError,
         asyncpg.exceptions.ConnectionDoesNotExistError,
-        asyncpg.exceptions.CannotConnectNowError,
+        # Class 57: the server is shutting down, or terminated this backend.
+        asyncpg.exceptions.OperatorInterventionError,
     )
     return isinstance(error, connection_errors)
 

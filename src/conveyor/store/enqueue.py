@@ -10,7 +10,6 @@ from sqlalchemy import (
     Float,
     Insert,
     Integer,
-    Row,
     Select,
     Subquery,
     and_,
@@ -23,7 +22,6 @@ from sqlalchemy import (
     select,
     true,
 )
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from conveyor.core.errors import IdempotencyConflict
 from conveyor.core.job import Job, JobState, NewJob
@@ -39,8 +37,9 @@ from conveyor.store.expressions import (
 )
 from conveyor.store.ids import new_job_id
 from conveyor.store.notify import returning_with_wake_ups
-from conveyor.store.rows import job_from_row
+from conveyor.store.rows import job_from_values
 from conveyor.store.schema import db_now, db_now_plus, jobs
+from conveyor.store.statements import RowValues, Statements
 
 _SUBMITTED = {
     "id": Kind.TEXT,
@@ -62,7 +61,7 @@ _KEYS = {"tenant": Kind.TEXT, "idempotency_key": Kind.TEXT}
 _SHARD = "counter_shard"
 
 
-async def insert_jobs(connection: AsyncConnection, submitted: Sequence[NewJob]) -> list[Enqueued]:
+async def insert_jobs(statements: Statements, submitted: Sequence[NewJob]) -> list[Enqueued]:
     """Insert `submitted` in one statement; a known idempotency key yields the existing job.
 
     On PostgreSQL the statement also counts the jobs and wakes the workers, so a batch
@@ -72,7 +71,7 @@ async def insert_jobs(connection: AsyncConnection, submitted: Sequence[NewJob]) 
     """
     if not submitted:
         return []
-    dialect = connection.dialect.name
+    dialect = statements.dialect
     ids = [new_job_id() for _ in submitted]
     rows = [_submitted_row(job_id, job) for job_id, job in zip(ids, submitted, strict=True)]
     parameters: dict[str, Any] = {
@@ -80,16 +79,16 @@ async def insert_jobs(connection: AsyncConnection, submitted: Sequence[NewJob]) 
     }
     if dialect == "postgresql":
         parameters[_SHARD] = random_shard()
-        result = await connection.execute(_insert_counted_notified(), parameters)
-        created = {job.id: job for job in map(job_from_row, result)}
+        result = await statements.fetch(_insert_counted_notified(), parameters)
+        created = {job.id: job for job in map(job_from_values, result)}
     else:
-        result = await connection.execute(_insert_statement(dialect), parameters)
-        created = {job.id: job for job in map(job_from_row, result)}
+        result = await statements.fetch(_insert_statement(dialect), parameters)
+        created = {job.id: job for job in map(job_from_values, result)}
         tally = Tally()
         for job in created.values():
             tally.count(CounterEvent.ENQUEUED, job.queue)
-        await record(connection, tally)
-    existing = await _existing_jobs(connection, submitted, ids, created)
+        await record(statements, tally)
+    existing = await _existing_jobs(statements, submitted, ids, created)
     return [
         Enqueued(created[job_id], True) if job_id in created else Enqueued(existing[key], False)
         for job_id, key in zip(ids, map(_key_of, submitted), strict=True)
@@ -185,7 +184,7 @@ def _key_of(job: NewJob) -> tuple[str, str | None]:
 
 
 async def _existing_jobs(
-    connection: AsyncConnection,
+    statements: Statements,
     submitted: Sequence[NewJob],
     ids: Sequence[str],
     created: Mapping[str, Job],
@@ -196,12 +195,12 @@ async def _existing_jobs(
     }
     if not keys:
         return {}
-    dialect = connection.dialect.name
+    dialect = statements.dialect
     rows = [{"tenant": tenant, "idempotency_key": key} for tenant, key in keys]
     batch = {batch_parameter("known"): encode_batch(dialect, _KEYS, rows)}
-    stored = (await connection.execute(_existing_query(dialect), batch)).all()
-    fingerprints = {_key_of_row(row): row.fingerprint for row in stored}
-    found = {_key_of_row(row): job_from_row(row) for row in stored}
+    stored = await statements.fetch(_existing_query(dialect), batch)
+    fingerprints = {_key_of_row(row): row["fingerprint"] for row in stored}
+    found = {_key_of_row(row): job_from_values(row) for row in stored}
     missing = keys - found.keys()
     if missing:
         # Only a concurrent delete between the INSERT and this SELECT can get here.
@@ -229,5 +228,5 @@ def _existing_query(dialect: str) -> Select[Any]:
     )
 
 
-def _key_of_row(row: Row[Any]) -> tuple[str, str | None]:
-    return (row.tenant, row.idempotency_key)
+def _key_of_row(row: RowValues) -> tuple[str, str | None]:
+    return (row["tenant"], row["idempotency_key"])

@@ -117,12 +117,20 @@ def state_in(states: Iterable[JobState | str]) -> ColumnElement[bool]:
     when it sees the states in the statement, not behind a bound parameter (SQLite, and
     PostgreSQL's generic plans for prepared statements).
     """
-    values: list[ColumnElement[str]] = [
-        literal_column(f"'{state.value}'") for state in _index_order(states)
-    ]
-    if len(values) == 1:
-        return jobs.c.state == values[0]
-    return jobs.c.state.in_(values)
+    return one_of(jobs.c.state, [state.value for state in _index_order(states)])
+
+
+def one_of(expression: ColumnElement[str], values: Iterable[str]) -> ColumnElement[bool]:
+    """`expression` equals one of `values`, written into the SQL text (names we define, never
+    user input): a planner sees them, and the text stays the same on every execution."""
+    literals: list[ColumnElement[str]] = []
+    for value in values:
+        if not value.replace("_", "").isalnum():
+            raise ValueError(f"{value!r} cannot be written into SQL text")
+        literals.append(literal_column(f"'{value}'"))
+    if len(literals) == 1:
+        return expression == literals[0]
+    return expression.in_(literals)
 
 
 def _index_order(states: Iterable[JobState | str]) -> list[JobState]:

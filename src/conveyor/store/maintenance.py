@@ -16,6 +16,7 @@ from conveyor.store.counters import Tally, record
 from conveyor.store.expressions import appended, json_object, state_in
 from conveyor.store.notify import notify_ready
 from conveyor.store.schema import db_now, db_now_plus, jobs
+from conveyor.store.statements import AlchemyStatements
 
 _PROMOTE = rule(Transition.PROMOTE)
 _RESCUE = rule(Transition.RESCUE)
@@ -111,7 +112,7 @@ async def rescue_expired(connection: AsyncConnection, *, limit: int) -> Maintena
     tally = Tally()
     for row in rows:
         tally.count(_RESCUED_EVENTS[row.state], row.queue)
-    await record(connection, tally)
+    await record(AlchemyStatements(connection), tally)
     dead = sum(1 for row in rows if row.state == _RESCUE_LAST.target.value)
     return Maintenance(rescued=len(rows) - dead, dead_lettered=dead, ready=requeued)
 

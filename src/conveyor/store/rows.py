@@ -12,10 +12,15 @@ from sqlalchemy import Row
 
 from conveyor.core.errors import FieldError, InvalidSubmission
 from conveyor.core.job import ErrorInfo, Job, JobState, Progress
+from conveyor.store.statements import RowValues
 
 
 def job_from_row(row: Row[Any]) -> Job:
-    values = row._mapping
+    return job_from_values(row._mapping)
+
+
+def job_from_values(values: RowValues) -> Job:
+    """A job from a row of the jobs table read by column name (documents already parsed)."""
     return Job(
         id=values["id"],
         task=values["task"],

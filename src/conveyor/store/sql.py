@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Collection, Iterator, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
-from typing import Any
+from contextlib import asynccontextmanager, contextmanager
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -51,6 +51,10 @@ from conveyor.store.leadership import leadership_for
 from conveyor.store.migrate import prepare_schema
 from conveyor.store.notify import NOTIFY_CHANNEL
 from conveyor.store.ready import ReadyPage, ReadyPosition
+from conveyor.store.statements import AlchemyStatements, Statements
+
+if TYPE_CHECKING:
+    from conveyor.store.direct import DirectConnections
 
 __all__ = ["NOTIFY_CHANNEL", "SqlJobStore"]
 
@@ -64,8 +68,8 @@ class SqlJobStore:
         # arrival order, instead of in SQLite's busy handler, which polls with growing sleeps.
         self._write_turn = asyncio.Lock() if engine.dialect.name == "sqlite" else None
         self._reader = reader(engine)
-        # One statement is its own transaction: no BEGIN and COMMIT round trips around it.
-        self._single_statement = engine.execution_options(isolation_level="AUTOCOMMIT")
+        # The hot single-statement calls bypass SQLAlchemy on PostgreSQL (see direct.py).
+        self._direct = _direct_connections(engine)
         self._leadership = leadership_for(engine)
 
     @classmethod
@@ -105,15 +109,16 @@ class SqlJobStore:
                     yield connection
 
     @asynccontextmanager
-    async def _writing_one_statement(self) -> AsyncIterator[AsyncConnection]:
-        """For a write that is a single statement (PostgreSQL; SQLite takes its turn)."""
-        if self._write_turn is not None:
+    async def _one_statement(self, *, repeatable: bool) -> AsyncIterator[Statements]:
+        """For a write that is a single statement: straight on asyncpg (PostgreSQL), or in
+        a transaction of its own, in its turn (SQLite). `repeatable`: harmless to run twice,
+        so retried once if the connection dies under it (see direct.py)."""
+        if self._direct is None:
             async with self._writing() as connection:
-                yield connection
+                yield AlchemyStatements(connection)
             return
         with self._translated():
-            async with self._single_statement.connect() as connection:
-                yield connection
+            yield self._direct.statements(repeatable=repeatable)
 
     @asynccontextmanager
     async def _reading(self) -> AsyncIterator[AsyncConnection]:
@@ -124,34 +129,34 @@ class SqlJobStore:
     # producers ---------------------------------------------------------------------
     async def enqueue(self, job: NewJob, *, connection: Any = None) -> Enqueued:
         if connection is None:
-            async with self._writing_for(job) as own:
-                return (await insert_jobs(own, [job]))[0]
+            return (await self._insert([job]))[0]
         if not isinstance(connection, AsyncConnection):
             raise TypeError("connection must be a SQLAlchemy AsyncConnection")
         # The caller's transaction: the job exists if and only if the caller commits.
         with self._translated():
-            return (await insert_jobs(connection, [job]))[0]
+            return (await insert_jobs(AlchemyStatements(connection), [job]))[0]
 
     async def enqueue_many(self, jobs: Sequence[NewJob]) -> list[Enqueued]:
         if not jobs:
             return []
-        async with self._writing_for(*jobs) as connection:
-            return await insert_jobs(connection, jobs)
+        return await self._insert(jobs)
 
-    def _writing_for(self, *jobs: NewJob) -> AbstractAsyncContextManager[AsyncConnection]:
+    async def _insert(self, jobs: Sequence[NewJob]) -> list[Enqueued]:
         # Without idempotency keys an insert is one statement (see insert_jobs). With keys,
         # a conflict found after the insert must roll it back: that takes a transaction.
         if any(job.idempotency_key is not None for job in jobs):
-            return self._writing()
-        return self._writing_one_statement()
+            async with self._writing() as connection:
+                return await insert_jobs(AlchemyStatements(connection), jobs)
+        async with self._one_statement(repeatable=False) as statements:
+            return await insert_jobs(statements, jobs)
 
     # workers -----------------------------------------------------------------------
     async def claim(
         self, *, worker_id: str, queues: Collection[str], limit: int, lease_seconds: float
     ) -> list[Claim]:
-        async with self._writing_one_statement() as connection:
+        async with self._one_statement(repeatable=True) as statements:
             return await claims.claim(
-                connection,
+                statements,
                 worker_id=worker_id,
                 queues=queues,
                 limit=limit,
@@ -163,30 +168,30 @@ class SqlJobStore:
     ) -> list[Claim]:
         if not job_ids:
             return []
-        async with self._writing_one_statement() as connection:
+        async with self._one_statement(repeatable=True) as statements:
             return await claims.claim_ids(
-                connection, worker_id=worker_id, job_ids=job_ids, lease_seconds=lease_seconds
+                statements, worker_id=worker_id, job_ids=job_ids, lease_seconds=lease_seconds
             )
 
     async def renew(
         self, *, worker_id: str, job_ids: Collection[str], lease_seconds: float
     ) -> Renewal:
-        async with self._writing_one_statement() as connection:
+        async with self._one_statement(repeatable=True) as statements:
             return await claims.renew(
-                connection, worker_id=worker_id, job_ids=job_ids, lease_seconds=lease_seconds
+                statements, worker_id=worker_id, job_ids=job_ids, lease_seconds=lease_seconds
             )
 
     async def settle(self, settlements: Sequence[Settlement]) -> frozenset[str]:
         if not settlements:
             return frozenset()
-        async with self._writing_one_statement() as connection:  # one on PostgreSQL
-            return await claims.settle(connection, settlements)
+        async with self._one_statement(repeatable=True) as statements:  # one on PostgreSQL
+            return await claims.settle(statements, settlements)
 
     async def record_progress(self, updates: Sequence[ProgressUpdate]) -> frozenset[str]:
         if not updates:
             return frozenset()
-        async with self._writing_one_statement() as connection:
-            return await claims.record_progress(connection, updates)
+        async with self._one_statement(repeatable=True) as statements:
+            return await claims.record_progress(statements, updates)
 
     # users -------------------------------------------------------------------------
     async def get(self, job_id: str, *, tenant: str | None = DEFAULT_TENANT) -> Job:
@@ -342,4 +347,18 @@ class SqlJobStore:
 
     async def close(self) -> None:
         await self._leadership.close()
+        if self._direct is not None:
+            await self._direct.close()
         await self._engine.dispose()
+
+
+def _direct_connections(engine: AsyncEngine) -> DirectConnections | None:
+    if engine.dialect.name != "postgresql":
+        return None
+    # Imported here: asyncpg is installed only where PostgreSQL is used.
+    from conveyor.store.direct import DirectConnections
+    from conveyor.store.engine import POSTGRES_CONNECT_TIMEOUT_SECONDS, POSTGRES_POOL_SIZE
+
+    return DirectConnections(
+        engine.url, size=POSTGRES_POOL_SIZE, connect_timeout=POSTGRES_CONNECT_TIMEOUT_SECONDS
+    )
