@@ -9,10 +9,12 @@ once per connection and caches it.
 
 The pool hands out connections without a liveness query: asyncpg notices a socket the
 server closed (a restart, a terminated backend) and reconnects on acquire. A connection
-that dies during a statement raises at once; calls whose repeat is harmless (claims, which
-an expired lease returns; renewals, settlements and progress, fenced by their lease tokens)
-are retried once on a new connection. An enqueue is not: a submission whose answer was
-lost is reported as a failure, never possibly stored twice.
+that dies during a statement raises at once. When the server's last word was an error
+for the statement (it terminated the backend), the statement failed, and it is run again
+once on a new connection. When the answer was simply lost, it may have been committed:
+calls whose repeat is harmless (claims, which an expired lease returns; renewals,
+settlements and progress, fenced by their lease tokens) are run again; an enqueue is not,
+and reports the failure rather than possibly storing a job twice.
 """
 
 from __future__ import annotations
@@ -148,9 +150,12 @@ class DirectStatements:
                 # restarted): the statement's transaction, if it began, was rolled back.
                 if attempt == 2:
                     raise
-            except asyncpg.ConnectionDoesNotExistError:
-                # The connection died while the statement ran: it may have been committed.
-                if attempt == 2 or not self._repeatable:
+            except asyncpg.ConnectionDoesNotExistError as error:
+                # The connection died while the statement ran. If the server's last word
+                # was an error for it (a terminated backend), it failed and was rolled
+                # back; otherwise it may have been committed.
+                refused = isinstance(error.__cause__, asyncpg.PostgresError)
+                if attempt == 2 or not (self._repeatable or refused):
                     raise
             except asyncpg.PostgresConnectionError:
                 raise
