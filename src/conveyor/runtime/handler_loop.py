@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import logging
 import threading
 from collections.abc import Awaitable, Callable
@@ -134,9 +135,15 @@ class HandlerCall(Generic[T]):
     async def result(self) -> T:
         """What the handler returned or raised; a cancellation is passed on and waited out."""
         while not self._outcome.done():
+            # Awaited through a waiter of its own, so that cancelling the caller cancels
+            # the waiter, not the outcome. (asyncio.wait does the same with more per call.)
+            waiter = asyncio.get_running_loop().create_future()
+            wake = functools.partial(_resolve, waiter)
+            self._outcome.add_done_callback(wake)
             try:
-                await asyncio.wait([self._outcome])
+                await waiter
             except asyncio.CancelledError:
+                self._outcome.remove_done_callback(wake)
                 self._cancel()
         return self._outcome.result()
 
@@ -190,6 +197,11 @@ class HandlerCall(Generic[T]):
             self._outcome.set_exception(error)
         else:
             self._outcome.set_result(result)
+
+
+def _resolve(waiter: asyncio.Future[None], _outcome: object) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _being_cancelled() -> bool:

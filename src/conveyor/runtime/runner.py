@@ -29,6 +29,7 @@ import asyncio
 import concurrent.futures
 import contextvars
 import functools
+import math
 import random
 import traceback
 from collections.abc import Awaitable, Callable, Mapping
@@ -112,6 +113,8 @@ class Runner:
         self, task: Task[..., Any], job: Job, arguments: dict[str, Any], context: JobContext
     ) -> Any:
         limit = self.time_limit(task, job)
+        if limit is None:  # no timer to arm: spare every job the timeout's machinery
+            return await self._call(task, arguments)
         deadline = asyncio.timeout(limit)
         try:
             async with deadline:
@@ -166,6 +169,17 @@ class Runner:
         )
 
 
+_PLAIN_NUMBERS = (bool, int, float)
+
+
+def _plain(result: Any) -> bool:
+    """None, or a bool, int or finite float (not a subclass): JSON as it is."""
+    if result is None:
+        return True
+    kind = type(result)
+    return kind in _PLAIN_NUMBERS and (kind is not float or math.isfinite(result))
+
+
 def _cancellation_requested() -> bool:
     current = asyncio.current_task()
     return current is None or current.cancelling() > 0
@@ -173,6 +187,8 @@ def _cancellation_requested() -> bool:
 
 def completed(result: Any, attempt: int) -> Completed | Failed:
     """Completed with the result as JSON, or Failed when the result cannot be stored."""
+    if _plain(result):
+        return Completed(result)  # stored as it is: no conversion, nothing to check
     try:
         value = to_jsonable_python(result)
     except Exception as error:  # whatever the value's own serializer raised
