@@ -163,28 +163,32 @@ async def test_a_new_claim_starts_without_the_last_runs_cancel_request(
 
 
 async def claim_plans(store: SqlJobStore, queues: tuple[str, ...]) -> list[list[str]]:
-    """The lines of the database's plans for the claim statement the store runs.
-
-    PostgreSQL runs it as a prepared statement, which after a few runs may be planned once
-    for any parameters (a generic plan): both plans must use the index.
-    """
+    """The lines of the database's plans for the claim statement the store runs."""
     if store.dialect_name == "sqlite":
         return [await sqlite_claim_plan(store, queues)]
     choice = claims.QueueChoice.of(queues)
-    compiled = compiled_for_asyncpg(claims.claim_statement("postgresql", choice))
     values = {"claimant": "w", "lease_seconds": 30.0, "token": "t", "limit": 10}
-    arguments = compiled.arguments(values | {"queues": list(queues), "one_queue": "".join(queues)})
+    values |= {"queues": list(queues), "one_queue": "".join(queues)}
+    return await postgres_plans(store, claims.claim_statement("postgresql", choice), values)
+
+
+async def postgres_plans(
+    store: SqlJobStore, statement: Any, values: dict[str, Any]
+) -> list[list[str]]:
+    """The plans of `statement` as the store runs it: a prepared statement, which after a
+    few runs may be planned once for any parameters (a generic plan). Both must be good."""
+    compiled = compiled_for_asyncpg(statement)
+    literals = ", ".join(map(sql_literal, compiled.arguments(values)))
     plans = []
     async with store.engine.connect() as connection:
         raw = (await connection.get_raw_connection()).driver_connection
         assert raw is not None
-        await raw.execute(f"PREPARE claim_probe AS {compiled.sql}")
+        await raw.execute(f"PREPARE probe AS {compiled.sql}")
         for mode in ("force_custom_plan", "force_generic_plan"):
             await raw.execute(f"SET plan_cache_mode = {mode}")
-            literals = ", ".join(map(sql_literal, arguments))
-            rows = await raw.fetch(f"EXPLAIN EXECUTE claim_probe({literals})")
+            rows = await raw.fetch(f"EXPLAIN EXECUTE probe({literals})")
             plans.append([str(row[0]).strip() for row in rows])
-        await raw.execute("DEALLOCATE claim_probe")
+        await raw.execute("DEALLOCATE probe")
         await raw.execute("RESET plan_cache_mode")
     return plans
 
@@ -248,3 +252,32 @@ async def test_claims_read_a_ready_index_in_claim_order_not_the_whole_table(
 
 async def promoted_count(store: SqlJobStore) -> int:
     return (await store.promote_due(limit=10)).promoted
+
+
+@pytest.mark.postgres
+async def test_claims_by_id_read_the_primary_key_even_before_the_table_is_analyzed(
+    postgres_url: str,
+) -> None:
+    # A backlog just submitted has no statistics yet: the planner then took a ready index
+    # for tiny and read all of it to find a few ids.
+    store = await SqlJobStore.open(postgres_url)
+    try:
+        await plans_read_the_primary_key(store)
+    finally:
+        await store.close()
+
+
+JOB = NewJob(task="t")
+
+
+async def plans_read_the_primary_key(store: SqlJobStore) -> None:
+    # Large enough that reading the table is no longer the cheapest plan.
+    backlog = [item.job.id for _ in range(20) for item in await store.enqueue_many([JOB] * 1000)]
+    values = {"claimant": "w", "lease_seconds": 30.0, "token": "t", "limit": 50}
+    values["job_ids"] = backlog[-50:]
+
+    plans = await postgres_plans(store, claims.claim_ids_statement("postgresql"), values)
+
+    for plan in plans:
+        assert any("pk_conveyor_jobs" in line.split() for line in plan), "\n".join(plan)
+        assert not any("ix_conveyor_jobs_ready" in line for line in plan), plan

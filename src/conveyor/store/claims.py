@@ -24,6 +24,7 @@ from sqlalchemy import (
     case,
     false,
     func,
+    literal_column,
     null,
     select,
     update,
@@ -167,7 +168,7 @@ async def claim_ids(
 ) -> list[Claim]:
     if not job_ids:
         return []
-    statement = _claim_ids_statement(statements.dialect)
+    statement = claim_ids_statement(statements.dialect)
     parameters = _taking(worker_id, lease_seconds, limit=len(job_ids), job_ids=list(job_ids))
     claims = await _take(statements, statement, parameters)
     position = {job_id: index for index, job_id in enumerate(job_ids)}
@@ -221,8 +222,14 @@ def claim_statement(dialect: str, choice: QueueChoice) -> ReturningUpdate[Any]:
 
 
 @cache
-def _claim_ids_statement(dialect: str) -> ReturningUpdate[Any]:
-    conditions = (among(dialect, jobs.c.id, "job_ids"), state_in(_CLAIM.sources))
+def claim_ids_statement(dialect: str) -> ReturningUpdate[Any]:
+    # The jobs are found by primary key, never by reading a ready index: the state test is
+    # written so that no partial index matches it. On a table not analyzed yet (a backlog
+    # just submitted), the planner took the ready index for tiny and read all of it for
+    # 50 ids: 19 ms a claim with 20 000 jobs queued.
+    by_key_only = func.coalesce(jobs.c.state, literal_column("''"))
+    claimable = one_of(by_key_only, sorted(state.value for state in _CLAIM.sources))
+    conditions = (among(dialect, jobs.c.id, "job_ids"), claimable)
     limit = bindparam("limit", type_=Integer)
     chosen = picked(dialect, *conditions, queue_not_paused(), order_by=[jobs.c.id], limit=limit)
     return _claiming(chosen)
