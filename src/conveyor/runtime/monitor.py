@@ -29,6 +29,9 @@ INTERVAL_JITTER = 0.1  # each pass comes within ±10% of the interval: monitors 
 MIN_LEADERSHIP_SECONDS = 1.0
 # A large backlog is worked off over passes; one pass stops after this many full batches.
 MAX_BATCHES_PER_STEP = 20
+# While the broker holds what it should, a pass takes this many reconciler steps: the head
+# of the claim order and one page further on (see redis_reconciling.py).
+SETTLED_STEPS_PER_PASS = 2
 RESIGN_TIMEOUT_SECONDS = 5.0
 MAX_BACKOFF_SECONDS = 30.0
 # While the broker refills itself (Redis restarted empty), passes follow each other this
@@ -170,10 +173,10 @@ class Monitor:
         """Bounded steps of the broker's reconciler, until a round is done or the bound."""
         step = Reconciliation()
         republished = 0
-        for _ in range(MAX_BATCHES_PER_STEP):
+        for taken in range(1, MAX_BATCHES_PER_STEP + 1):
             step = await self._broker.reconcile(limit=self._batch_size)
             republished += step.republished
-            if step.round_done:
+            if step.round_done or (taken >= SETTLED_STEPS_PER_PASS and not step.catching_up):
                 break
         self._catching_up = step.catching_up
         return Maintenance(republished=republished)

@@ -69,7 +69,7 @@ async def test_a_job_redis_never_heard_of_is_claimed_only_once_republished(
     [job] = await unannounced(store)
     assert await claim(broker) == []  # Redis is complete: no claim from the store
 
-    assert await reconciler.reconcile(limit=100) == Reconciliation(republished=1)
+    assert await reconciler.reconcile(limit=100) == Reconciliation(republished=1, round_done=False)
 
     assert ids(await claim(broker)) == [job.id]
 
@@ -80,7 +80,7 @@ async def test_jobs_ready_for_less_than_the_grace_are_left_to_their_publisher(
     patient = open_broker(store, redis_url, redis_prefix, grace_seconds=LONG_GRACE)
     await unannounced(store)
 
-    assert await patient.reconcile(limit=100) == Reconciliation(republished=0)
+    assert await patient.reconcile(limit=100) == Reconciliation(republished=0, round_done=False)
     assert await held_ids(redis, redis_prefix, "a") == []
     await patient.close()
 
@@ -99,7 +99,9 @@ async def test_only_the_ids_redis_lost_are_published_again_and_it_is_logged(
     await redis.zrem(f"{redis_prefix}queue:a", lost.id, claimed.id)  # popped by the dead
 
     with caplog.at_level(logging.WARNING, logger="conveyor.brokers.redis"):
-        assert await reconciler.reconcile(limit=100) == Reconciliation(republished=1)
+        assert await reconciler.reconcile(limit=100) == Reconciliation(
+            republished=1, round_done=False
+        )
 
     assert sorted(await held_ids(redis, redis_prefix, "a")) == sorted([kept.id, lost.id])
     assert taken.job.id == claimed.id  # running: not ready, not republished
@@ -115,22 +117,39 @@ async def test_a_backlog_is_walked_in_bounded_steps_across_priorities_then_again
         *await unannounced(store, 7, priority=-3),
     ]
 
-    walked = await steps(reconciler, limit=10, count=3)
+    walked = await steps(reconciler, limit=10, count=6)
 
+    # Every other step reads the head of the claim order; the others walk the backlog.
     assert [(step.republished, step.round_done) for step in walked] == [
+        (10, False),  # the head: its first page
+        (0, False),  # the walk's first page, republished by the head step already
+        (0, False),
         (10, False),
-        (10, False),
+        (0, False),
         (5, True),
     ]
     assert not any(step.catching_up for step in walked)
     assert sorted(await held_ids(redis, redis_prefix, "a")) == sorted(job.id for job in jobs)
-    again = await steps(reconciler, limit=10, count=3)  # a new round, from the start
-    assert [(step.republished, step.round_done) for step in again] == [
+    again = await steps(reconciler, limit=10, count=6)  # a new round, from the start
+    assert [(step.republished, step.round_done) for step in again[1::2]] == [
         (0, False),
         (0, False),
         (0, True),
     ]
     assert ids(await claim(broker, limit=25)) == [job.id for job in jobs]  # claim order
+
+
+async def test_an_id_lost_at_the_head_is_found_at_the_next_head_step_wherever_the_walk_is(
+    broker: Broker, reconciler: RedisBroker, store: SqlJobStore, redis: Redis, redis_prefix: str
+) -> None:
+    jobs = await unannounced(store, 30)
+    await steps(reconciler, limit=10, count=4)  # all published; the walk is past the head
+    await redis.zrem(f"{redis_prefix}queue:a", jobs[0].id)  # popped by a worker that died
+
+    [head_step] = await steps(reconciler, limit=10, count=1)
+
+    assert head_step == Reconciliation(republished=1, round_done=False)
+    assert ids(await claim(broker))[:1] == [jobs[0].id]
 
 
 # Incomplete: Redis restarted empty, or missed ids while away ----------------------------
