@@ -38,6 +38,7 @@ from conveyor.store.schema import Document, Instant
 from conveyor.store.statements import RowValues
 
 DIRECT_APPLICATION_NAME = "conveyor"
+CLOSE_SECONDS = 5.0
 
 _DIALECT = asyncpg_dialect()  # type: ignore[no-untyped-call]
 # Types whose SQLAlchemy bind processing asyncpg does itself here: documents through the
@@ -52,9 +53,11 @@ class Compiled:
     constants: Mapping[str, Any]  # values fixed when the statement was built
 
     def arguments(self, parameters: Mapping[str, Any]) -> list[Any]:
-        return [
-            parameters[name] if name in parameters else self.constants[name] for name in self.names
-        ]
+        values = {**self.constants, **parameters}
+        try:
+            return [values[name] for name in self.names]
+        except KeyError as missing:  # as SQLAlchemy would: never a silent NULL
+            raise ValueError(f"a value is required for parameter {missing}") from None
 
 
 @cache
@@ -70,7 +73,9 @@ def compiled_for_asyncpg(statement: Executable) -> Compiled:
         processing = bind.type.dialect_impl(_DIALECT).bind_processor(_DIALECT)
         if processing is not None and not isinstance(bind.type, _HANDLED_TYPES):
             raise ValueError(f"parameter {name!r} of type {bind.type} needs SQLAlchemy")
-    constants = compiled.construct_params(_check=False)
+    required = {name for bind, name in compiled.bind_names.items() if bind.required}
+    fixed = compiled.construct_params(_check=False).items()
+    constants = {name: value for name, value in fixed if name not in required}
     return Compiled(compiled.string, tuple(compiled.positiontup or ()), constants)
 
 
@@ -118,8 +123,13 @@ class DirectConnections:
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.close()
+        if pool is None:
+            return
+        try:  # a graceful close waits for statements in flight, which an outage can hang
+            async with asyncio.timeout(CLOSE_SECONDS):
+                await pool.close()
+        except TimeoutError:
+            pool.terminate()
 
 
 class DirectStatements:
