@@ -10,7 +10,8 @@ once per connection and caches it.
 The pool hands out connections without a liveness query: asyncpg notices a socket the
 server closed (a restart, a terminated backend) and reconnects on acquire. A connection
 that dies during a statement raises at once. When the server's last word was an error
-for the statement (it terminated the backend), the statement failed, and it is run again
+for the statement (it terminated the backend), or asyncpg refused to start it on a
+connection such an end left unusable, the statement did not happen, and it is run again
 once on a new connection. When the answer was simply lost, it may have been committed:
 calls whose repeat is harmless (claims, which an expired lease returns; renewals,
 settlements and progress, fenced by their lease tokens) are run again; an enqueue is not,
@@ -155,9 +156,12 @@ class DirectStatements:
             try:
                 rows: list[RowValues] = await connection.fetch(compiled.sql, *arguments)
                 return rows
-            except asyncpg.OperatorInterventionError:
+            except (asyncpg.OperatorInterventionError, asyncpg.InternalClientError):
                 # The server terminated this backend (an idle pooled connection, killed or
                 # restarted): the statement's transaction, if it began, was rolled back.
+                # Or its end, not yet noticed, left the connection in a state where asyncpg
+                # refuses to start the statement: nothing was sent.
+                connection.terminate()
                 if attempt == 2:
                     raise
             except asyncpg.ConnectionDoesNotExistError as error:

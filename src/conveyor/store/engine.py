@@ -238,6 +238,8 @@ def _is_asyncpg_connection_error(error: BaseException) -> bool:
         asyncpg.exceptions.ConnectionDoesNotExistError,
         # Class 57: the server is shutting down, or terminated this backend.
         asyncpg.exceptions.OperatorInterventionError,
+        # A connection left unusable by such an end, before asyncpg noticed it closed.
+        asyncpg.exceptions.InternalClientError,
     )
     return isinstance(error, connection_errors)
 
