@@ -152,8 +152,9 @@ async def claim(
     if limit <= 0:
         return []
     chosen = sorted(queues)
-    statement = claim_statement(statements.dialect, QueueChoice.of(chosen))
-    parameters = _taking(worker_id, lease_seconds, limit=limit, **_queue_parameters(chosen))
+    choice = QueueChoice.of(chosen)
+    statement = claim_statement(statements.dialect, choice)
+    parameters = _taking(worker_id, lease_seconds, limit=limit, **choice.parameters(chosen))
     claims = await _take(statements, statement, parameters)
     # RETURNING does not keep the SELECT's order; put the claims back in claim order.
     return sorted(claims, key=lambda claim: (-claim.job.priority, claim.job.run_at, claim.job.id))
@@ -203,11 +204,11 @@ class QueueChoice(Enum):
     def of(cls, queues: Collection[str]) -> QueueChoice:
         return cls.ANY if not queues else cls.ONE if len(queues) == 1 else cls.SEVERAL
 
-
-def _queue_parameters(queues: list[str]) -> dict[str, Any]:
-    if not queues:
-        return {}
-    return {"one_queue": queues[0]} if len(queues) == 1 else {"queues": queues}
+    def parameters(self, queues: list[str]) -> dict[str, Any]:
+        """The values of this choice's statement parameters for `queues`."""
+        if self is QueueChoice.ONE:
+            return {"one_queue": queues[0]}
+        return {"queues": queues} if self is QueueChoice.SEVERAL else {}
 
 
 @cache

@@ -101,16 +101,17 @@ class DirectConnections:
         self._options["server_settings"] = {"application_name": DIRECT_APPLICATION_NAME}
         self._size = size
         self._pool: asyncpg.Pool | None = None
-        self._opening: asyncio.Lock | None = None
+        self._opening = asyncio.Lock()  # binds to a loop on first use, not here
+        self._once = DirectStatements(self, repeatable=False)
+        self._repeatable = DirectStatements(self, repeatable=True)
 
     def statements(self, *, repeatable: bool) -> DirectStatements:
-        """`Statements` on this pool; `repeatable`: retried once if the connection dies."""
-        return DirectStatements(self, repeatable=repeatable)
+        """`Statements` on this pool; `repeatable`: run again if the connection dies."""
+        return self._repeatable if repeatable else self._once
 
     async def pool(self) -> asyncpg.Pool:
         if self._pool is not None:
             return self._pool
-        self._opening = self._opening or asyncio.Lock()
         async with self._opening:
             if self._pool is None:
                 self._pool = await asyncpg.create_pool(
