@@ -7,7 +7,6 @@ import asyncio
 from typing import Any
 
 import pytest
-from sqlalchemy import event
 
 from conveyor.core.job import JobState, NewJob
 from conveyor.core.outcome import Completed
@@ -15,6 +14,7 @@ from conveyor.ports import Claim, Settlement
 from conveyor.store import claims
 from conveyor.store.direct import compiled_for_asyncpg
 from conveyor.store.sql import SqlJobStore
+from conveyor.store.sqlite_writer import bound_for_sqlite
 from tests.waiting import eventually
 
 LEASE = 60.0
@@ -164,11 +164,11 @@ async def test_a_new_claim_starts_without_the_last_runs_cancel_request(
 
 async def claim_plans(store: SqlJobStore, queues: tuple[str, ...]) -> list[list[str]]:
     """The lines of the database's plans for the claim statement the store runs."""
-    if store.dialect_name == "sqlite":
-        return [await sqlite_claim_plan(store, queues)]
     choice = claims.QueueChoice.of(queues)
     values = {"claimant": "w", "lease_seconds": 30.0, "token": "t", "limit": 10}
     values |= {"queues": list(queues), "one_queue": "".join(queues)}
+    if store.dialect_name == "sqlite":
+        return [await sqlite_plan(store, claims.claim_statement("sqlite", choice), values)]
     return await postgres_plans(store, claims.claim_statement("postgresql", choice), values)
 
 
@@ -201,20 +201,11 @@ def sql_literal(value: Any) -> str:
     return repr(value)
 
 
-async def sqlite_claim_plan(store: SqlJobStore, queues: tuple[str, ...]) -> list[str]:
-    statements: list[tuple[str, Any]] = []
-
-    def record(*arguments: Any) -> None:
-        statements.append((arguments[2], arguments[3]))
-
-    event.listen(store.engine.sync_engine, "before_cursor_execute", record)
-    try:
-        await claim(store, queues=queues)
-    finally:
-        event.remove(store.engine.sync_engine, "before_cursor_execute", record)
-    [(statement, parameters)] = [s for s in statements if s[0].startswith("UPDATE")]
+async def sqlite_plan(store: SqlJobStore, statement: Any, values: dict[str, Any]) -> list[str]:
+    """The plan of `statement` as the store's SQLite writer runs it."""
+    sql, arguments = bound_for_sqlite(statement, values)
     async with store.engine.connect() as connection:
-        plan = await connection.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters)
+        plan = await connection.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, tuple(arguments))
         return [str(row[-1]).strip() for row in plan]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import re
 import sqlite3
+from collections.abc import Callable
 from decimal import Decimal
 from functools import partial
 from pathlib import Path
@@ -107,6 +108,27 @@ def _sqlite_engine(url: URL) -> AsyncEngine:
     event.listen(engine.sync_engine, "connect", _prepare_sqlite_connection)
     event.listen(engine.sync_engine, "begin", _begin_sqlite_transaction)
     return engine
+
+
+def sqlite_file_connector(url: URL) -> Callable[[], sqlite3.Connection] | None:
+    """Opens plain sqlite3 connections to the file at `url`, prepared as the engine's are;
+    None when the database is not a file others can open (memory, URI names)."""
+    folder = _sqlite_folder(url)
+    if folder is None:
+        return None
+    path = str(url.database)
+
+    def connect() -> sqlite3.Connection:
+        _require_folder(folder)
+        connection = sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
+        try:
+            _prepare_sqlite_connection(connection, None)
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    return connect
 
 
 def _sqlite_folder(url: URL) -> Path | None:

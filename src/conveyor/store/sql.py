@@ -10,7 +10,8 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -45,18 +46,27 @@ from conveyor.store import (
     registry,
     stats,
 )
-from conveyor.store.engine import create_engine, is_unavailable, reader, unavailable
+from conveyor.store.engine import (
+    create_engine,
+    is_unavailable,
+    reader,
+    sqlite_file_connector,
+    unavailable,
+)
 from conveyor.store.enqueue import insert_jobs
 from conveyor.store.leadership import leadership_for
 from conveyor.store.migrate import prepare_schema
 from conveyor.store.notify import NOTIFY_CHANNEL
 from conveyor.store.ready import ReadyPage, ReadyPosition
-from conveyor.store.statements import AlchemyStatements, Statements
+from conveyor.store.sqlite_writer import Operation, SqliteWriter
+from conveyor.store.statements import AlchemyStatements
 
 if TYPE_CHECKING:
     from conveyor.store.direct import DirectConnections
 
 __all__ = ["NOTIFY_CHANNEL", "SqlJobStore"]
+
+T = TypeVar("T")
 
 
 class SqlJobStore:
@@ -68,8 +78,10 @@ class SqlJobStore:
         # arrival order, instead of in SQLite's busy handler, which polls with growing sleeps.
         self._write_turn = asyncio.Lock() if engine.dialect.name == "sqlite" else None
         self._reader = reader(engine)
-        # The hot single-statement calls bypass SQLAlchemy on PostgreSQL (see direct.py).
+        # The hot writes bypass SQLAlchemy's execution: on asyncpg for PostgreSQL (see
+        # direct.py), on a thread of their own for a SQLite file (see sqlite_writer.py).
         self._direct = _direct_connections(engine)
+        self._sqlite_writer = _sqlite_writer(engine)
         self._leadership = leadership_for(engine)
 
     @classmethod
@@ -108,17 +120,18 @@ class SqlJobStore:
                 async with self._engine.begin() as connection:
                     yield connection
 
-    @asynccontextmanager
-    async def _one_statement(self, *, repeatable: bool) -> AsyncIterator[Statements]:
-        """For a write that is a single statement: straight on asyncpg (PostgreSQL), or in
-        a transaction of its own, in its turn (SQLite). `repeatable`: harmless to run twice,
-        so retried once if the connection dies under it (see direct.py)."""
-        if self._direct is None:
-            async with self._writing() as connection:
-                yield AlchemyStatements(connection)
-            return
+    async def _single_write(self, operation: Operation[T], *, repeatable: bool) -> T:
+        """A hot write, as one transaction: its statements straight on asyncpg (PostgreSQL,
+        each one autocommitted, see direct.py), or in one hop to the writer thread (a SQLite
+        file, see sqlite_writer.py), else in a transaction of its own, in its turn.
+        `repeatable`: harmless to run twice, so retried once if the connection dies under it."""
         with self._translated():
-            yield self._direct.statements(repeatable=repeatable)
+            if self._direct is not None:
+                return await operation(self._direct.statements(repeatable=repeatable))
+            if self._sqlite_writer is not None:
+                return await self._sqlite_writer.run(operation)
+        async with self._writing() as connection:
+            return await operation(AlchemyStatements(connection))
 
     @asynccontextmanager
     async def _reading(self) -> AsyncIterator[AsyncConnection]:
@@ -147,51 +160,50 @@ class SqlJobStore:
         if any(job.idempotency_key is not None for job in jobs):
             async with self._writing() as connection:
                 return await insert_jobs(AlchemyStatements(connection), jobs)
-        async with self._one_statement(repeatable=False) as statements:
-            return await insert_jobs(statements, jobs)
+        return await self._single_write(partial(insert_jobs, submitted=jobs), repeatable=False)
 
     # workers -----------------------------------------------------------------------
     async def claim(
         self, *, worker_id: str, queues: Collection[str], limit: int, lease_seconds: float
     ) -> list[Claim]:
-        async with self._one_statement(repeatable=True) as statements:
-            return await claims.claim(
-                statements,
-                worker_id=worker_id,
-                queues=queues,
-                limit=limit,
-                lease_seconds=lease_seconds,
-            )
+        claiming = partial(
+            claims.claim,
+            worker_id=worker_id,
+            queues=queues,
+            limit=limit,
+            lease_seconds=lease_seconds,
+        )
+        return await self._single_write(claiming, repeatable=True)
 
     async def claim_ids(
         self, *, worker_id: str, job_ids: Sequence[str], lease_seconds: float
     ) -> list[Claim]:
         if not job_ids:
             return []
-        async with self._one_statement(repeatable=True) as statements:
-            return await claims.claim_ids(
-                statements, worker_id=worker_id, job_ids=job_ids, lease_seconds=lease_seconds
-            )
+        claiming = partial(
+            claims.claim_ids, worker_id=worker_id, job_ids=job_ids, lease_seconds=lease_seconds
+        )
+        return await self._single_write(claiming, repeatable=True)
 
     async def renew(
         self, *, worker_id: str, job_ids: Collection[str], lease_seconds: float
     ) -> Renewal:
-        async with self._one_statement(repeatable=True) as statements:
-            return await claims.renew(
-                statements, worker_id=worker_id, job_ids=job_ids, lease_seconds=lease_seconds
-            )
+        renewing = partial(
+            claims.renew, worker_id=worker_id, job_ids=job_ids, lease_seconds=lease_seconds
+        )
+        return await self._single_write(renewing, repeatable=True)
 
     async def settle(self, settlements: Sequence[Settlement]) -> frozenset[str]:
         if not settlements:
             return frozenset()
-        async with self._one_statement(repeatable=True) as statements:  # one on PostgreSQL
-            return await claims.settle(statements, settlements)
+        settling = partial(claims.settle, settlements=settlements)
+        return await self._single_write(settling, repeatable=True)  # one on PostgreSQL
 
     async def record_progress(self, updates: Sequence[ProgressUpdate]) -> frozenset[str]:
         if not updates:
             return frozenset()
-        async with self._one_statement(repeatable=True) as statements:
-            return await claims.record_progress(statements, updates)
+        recording = partial(claims.record_progress, updates=updates)
+        return await self._single_write(recording, repeatable=True)
 
     # users -------------------------------------------------------------------------
     async def get(self, job_id: str, *, tenant: str | None = DEFAULT_TENANT) -> Job:
@@ -349,6 +361,8 @@ class SqlJobStore:
         await self._leadership.close()
         if self._direct is not None:
             await self._direct.close()
+        if self._sqlite_writer is not None:
+            self._sqlite_writer.close()
         await self._engine.dispose()
 
 
@@ -362,3 +376,10 @@ def _direct_connections(engine: AsyncEngine) -> DirectConnections | None:
     return DirectConnections(
         engine.url, size=POSTGRES_POOL_SIZE, connect_timeout=POSTGRES_CONNECT_TIMEOUT_SECONDS
     )
+
+
+def _sqlite_writer(engine: AsyncEngine) -> SqliteWriter | None:
+    if engine.dialect.name != "sqlite":
+        return None
+    connect = sqlite_file_connector(engine.url)
+    return None if connect is None else SqliteWriter(connect)
