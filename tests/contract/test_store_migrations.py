@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 import pytest
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection, insert, text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from conveyor.core.job import JobState, NewJob
 from conveyor.ports import CounterEvent
@@ -46,12 +47,16 @@ def empty_url(request: pytest.FixtureRequest) -> str:
     return url
 
 
-def _upgrade_to(connection: Connection, revision: str) -> None:
+def _alembic(connection: Connection) -> Config:
     config = Config()
     config.set_main_option("script_location", str(SCRIPTS))
     config.set_main_option("path_separator", "os")
     config.attributes["connection"] = connection
-    command.upgrade(config, revision)
+    return config
+
+
+def _upgrade_to(connection: Connection, revision: str) -> None:
+    command.upgrade(_alembic(connection), revision)
 
 
 def _old_job(connection: Connection) -> None:
@@ -90,3 +95,28 @@ async def test_a_store_from_the_first_revision_upgrades_and_keeps_its_jobs(empty
         assert (await store.metrics()).counters == {(CounterEvent.ENQUEUED, "default"): 1}
     finally:
         await store.close()
+
+
+@pytest.mark.postgres
+async def test_the_jobs_table_is_vacuumed_by_its_churn_and_the_downgrade_undoes_it(
+    empty_postgres_database: str,
+) -> None:
+    await upgrade(empty_postgres_database)
+    engine = create_engine(empty_postgres_database)
+    try:
+        assert "autovacuum_vacuum_scale_factor=0.02" in await _jobs_table_options(engine)
+        async with engine.begin() as connection:
+            await connection.run_sync(_downgrade_to, "0002")
+        assert await _jobs_table_options(engine) == []
+    finally:
+        await engine.dispose()
+
+
+async def _jobs_table_options(engine: AsyncEngine) -> list[str]:
+    async with engine.connect() as connection:
+        query = text("SELECT reloptions FROM pg_class WHERE relname = 'conveyor_jobs'")
+        return list((await connection.execute(query)).scalar_one() or [])
+
+
+def _downgrade_to(connection: Connection, revision: str) -> None:
+    command.downgrade(_alembic(connection), revision)
