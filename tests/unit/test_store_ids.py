@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 
 import pytest
@@ -17,6 +18,26 @@ def test_job_ids_are_version_7_uuids_in_creation_order() -> None:
     assert ids == sorted(ids)
     assert len(set(ids)) == len(ids)
     assert {uuid.UUID(job_id).version for job_id in ids} == {7}
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_makes_other_ids_than_its_parent() -> None:
+    new_job_id()  # the parent holds random bits its child would otherwise inherit
+    reading, writing = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        os.close(reading)
+        os.write(writing, "\n".join(new_job_id() for _ in range(100)).encode())
+        os._exit(0)
+    os.close(writing)
+    parents = {new_job_id() for _ in range(100)}
+    with os.fdopen(reading) as stream:
+        childs = set(stream.read().split())
+    os.waitpid(child, 0)
+
+    assert len(childs) == 100
+    # The last 48 bits are random: shared random bits would repeat there whatever the clock.
+    assert not {job_id[24:] for job_id in parents} & {job_id[24:] for job_id in childs}
 
 
 def test_lease_tokens_are_unguessable_and_distinct() -> None:
