@@ -80,6 +80,8 @@ def build_new_job(
         tags=tuple(options.tags),
         tenant=options.tenant,
     )
+    if new_job.idempotency_key is None:
+        return new_job  # a job without a key is never compared with another: no digest
     return replace(new_job, fingerprint=fingerprint(new_job))
 
 
