@@ -27,6 +27,8 @@ from conveyor.runtime.context import JobContext
 
 log = logging.getLogger("conveyor.jobs")
 
+_CONCLUSION_LEVELS: dict[type[Outcome], int] = {Retrying: logging.WARNING, Failed: logging.ERROR}
+
 
 class StopReason(IntEnum):
     """Why the worker stopped a run; when several apply, the highest wins."""
@@ -94,6 +96,8 @@ def log_stop(job_id: str, reason: StopReason) -> None:
 
 def log_conclusion(run: Run, outcome: Outcome) -> None:
     """One line per finished run: what operators read in a worker's output."""
+    if not log.isEnabledFor(_CONCLUSION_LEVELS.get(type(outcome), logging.INFO)):
+        return  # spare every job the line's formatting when nobody reads it
     job = run.claim.job
     seconds = time.monotonic() - run.started
     where = f"job {job.id} ({job.task}, attempt {job.attempt}/{job.max_attempts})"

@@ -10,9 +10,8 @@ import uuid
 
 _COUNTER_BITS = 12
 _COUNTER_LIMIT = 1 << _COUNTER_BITS
-_RANDOM_BYTES_PER_ID = 8
+_RANDOM_BYTES = 8
 _RANDOM_PAGE_BYTES = 4096
-_RANDOM_MASK = (1 << 62) - 1
 
 
 class _Version7:
@@ -32,7 +31,7 @@ class _Version7:
     def next(self) -> uuid.UUID:
         with self._lock:
             millisecond, counter = self._advance(time.time_ns() // 1_000_000)
-            random_bits = self._random_bits()
+            random_bits = self._random_number(62)
         value = millisecond << 80
         value |= 0x7 << 76  # version 7
         value |= counter << 64
@@ -40,32 +39,32 @@ class _Version7:
         value |= random_bits
         return uuid.UUID(int=value)
 
-    def forget_random(self) -> None:
-        self._random = b""
-        self._random_used = 0
-
-    def _random_bits(self) -> int:
-        """62 random bits. One read of the OS's generator per id was a system call for
-        every job of a bulk enqueue; a page serves 512 ids."""
-        if self._random_used + _RANDOM_BYTES_PER_ID > len(self._random):
-            self._random = os.urandom(_RANDOM_PAGE_BYTES)
-            self._random_used = 0
-        start = self._random_used
-        self._random_used = start + _RANDOM_BYTES_PER_ID
-        chunk = self._random[start : self._random_used]
-        return int.from_bytes(chunk, "big") & _RANDOM_MASK
-
     def _advance(self, millisecond: int) -> tuple[int, int]:
         # A clock that stepped back must not reorder ids: stay on the last millisecond.
         if millisecond > self._last_millisecond:
             self._last_millisecond = millisecond
-            self._counter = secrets.randbits(_COUNTER_BITS - 1)
+            self._counter = self._random_number(_COUNTER_BITS - 1)
         else:
             self._counter += 1
             if self._counter >= _COUNTER_LIMIT:
                 self._last_millisecond += 1
                 self._counter = 0
         return self._last_millisecond, self._counter
+
+    def forget_random(self) -> None:
+        self._random = b""
+        self._random_used = 0
+
+    def _random_number(self, bits: int) -> int:
+        """A random number of up to 64 bits. One read of the OS's generator per id was a
+        system call for every job of a bulk enqueue; a page serves hundreds of ids."""
+        if self._random_used + _RANDOM_BYTES > len(self._random):
+            self._random = os.urandom(_RANDOM_PAGE_BYTES)
+            self._random_used = 0
+        start = self._random_used
+        self._random_used = start + _RANDOM_BYTES
+        chunk = self._random[start : self._random_used]
+        return int.from_bytes(chunk, "big") & ((1 << bits) - 1)
 
 
 _generator = _Version7()
