@@ -1,6 +1,10 @@
 """Run the comparison: every system in its own environment, then one table and the ratios.
 
-.venv/bin/python -m bench.compare [--systems a,b] [--jobs 10000] [--samples 200]
+.venv/bin/python -m bench.compare [--systems a,b] [--jobs 10000] [--samples 200] [--rounds 1]
+
+With several rounds, every round measures every system once, in the same order, so that a
+slow minute of the machine (its speed drifts by tens of percent) lands on all of them; the
+table gives each figure's median over the rounds.
 """
 
 from __future__ import annotations
@@ -73,23 +77,36 @@ async def main() -> None:
     parser.add_argument("--systems", default=",".join(ADAPTERS), help="comma-separated")
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--samples", type=int, default=200)
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="measure every system this many times (median)"
+    )
     parser.add_argument("--output", type=Path, help="also write the figures here (JSON)")
     arguments = parser.parse_args()
+    if arguments.rounds < 1:
+        parser.error(f"--rounds must be at least 1, not {arguments.rounds}")
     systems = [name.strip() for name in arguments.systems.split(",") if name.strip()]
     unknown = sorted(set(systems) - set(ADAPTERS))
     if unknown:
         parser.error(f"unknown systems: {', '.join(unknown)} (known: {', '.join(ADAPTERS)})")
-    results = []
+    rounds: dict[str, list[dict[str, Any]]] = {system: [] for system in systems}
     with (
         tempfile.TemporaryDirectory(prefix="conveyor-compare-") as folder,
         servers.private_redis() as redis_url,
     ):
-        for system in systems:  # one after another: each has the machine to itself
-            figures = await run_system(
-                system, redis_url, Path(folder), arguments.jobs, arguments.samples
-            )
-            results.append(figures)
-    print(report.table(results, jobs=arguments.jobs, samples=arguments.samples))
+        for number in range(1, arguments.rounds + 1):
+            if arguments.rounds > 1:
+                print(f"round {number} of {arguments.rounds}", file=sys.stderr, flush=True)
+            for system in systems:  # one after another: each has the machine to itself
+                figures = await run_system(
+                    system, redis_url, Path(folder), arguments.jobs, arguments.samples
+                )
+                rounds[system].append(figures)
+    results = [report.median_of_rounds(measured) for measured in rounds.values()]
+    print(
+        report.table(
+            results, jobs=arguments.jobs, samples=arguments.samples, rounds=arguments.rounds
+        )
+    )
     if arguments.output:
         arguments.output.write_text(json.dumps(results, indent=2))
 

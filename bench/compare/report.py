@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import statistics
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -11,14 +12,47 @@ Figures = dict[str, Any]
 MB = 1024 * 1024
 
 
-def table(results: Sequence[Figures], *, jobs: int, samples: int) -> str:
+def median_of_rounds(rounds: Sequence[Figures]) -> Figures:
+    """One system's figures from several rounds: each rate and latency percentile is the
+    median of the rounds that measured it, memory the highest peak of any round; an error
+    names its round. The rounds themselves stay in the result, under "rounds"."""
+    if len(rounds) == 1:
+        return dict(rounds[0])
+    first = rounds[0]
+    combined: Figures = {"name": first["name"], "errors": {}, "rounds": list(rounds)}
+    for key in ("backend", "workers"):
+        if key in first:
+            combined[key] = first[key]
+    for number, figures in enumerate(rounds, start=1):
+        for step, message in figures.get("errors", {}).items():
+            combined["errors"][f"{step} (round {number})"] = message
+    keys = {key for figures in rounds for key in figures}
+    for key in sorted(keys):
+        values = [figures[key] for figures in rounds if figures.get(key) is not None]
+        if not values:
+            continue
+        if key.endswith("_per_s"):
+            combined[key] = statistics.median(values)
+        elif key.startswith("peak_rss_"):
+            combined[key] = max(values)
+        elif key == "latency_ms":
+            points = {point for latency in values for point in latency}
+            combined[key] = {
+                point: statistics.median(latency[point] for latency in values if point in latency)
+                for point in sorted(points)
+            }
+    return combined
+
+
+def table(results: Sequence[Figures], *, jobs: int, samples: int, rounds: int = 1) -> str:
     header = (
         "| system | backend | enqueue 1-by-1 /s | enqueue bulk /s | drain 1 proc /s "
         "| drain 2 procs /s | latency p50 / p95 / p99 ms | peak memory (PSS) 1 / 2 procs MB |"
     )
     lines = [
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, {_machine()}; "
-        f"{jobs} no-op jobs per drain, {samples} latency samples",
+        f"{jobs} no-op jobs per drain, {samples} latency samples"
+        + (f"; each figure the median of {rounds} rounds" if rounds > 1 else ""),
         "",
         header,
         "|" + "---|" * 8,
