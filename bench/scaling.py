@@ -145,6 +145,16 @@ async def main() -> None:
     parser.add_argument("--window", type=int, default=5_000)
     parser.add_argument("--redis", action="store_true", help="PostgreSQL + Redis")
     arguments = parser.parse_args()
+    # The claim samples take CLAIM_SAMPLES * CLAIM_LIMIT jobs before the workers start: a
+    # window larger than what is left would wait for jobs that never come.
+    left = arguments.small - CLAIM_SAMPLES * CLAIM_LIMIT
+    if arguments.window < 2 or arguments.window > left:
+        parser.error(
+            f"--window must be between 2 and {left:,} (--small minus the "
+            f"{CLAIM_SAMPLES * CLAIM_LIMIT:,} jobs the claim samples take)"
+        )
+    if arguments.large < arguments.small:
+        parser.error("--large must be at least --small")
     shape = "postgres+redis" if arguments.redis else "postgres"
     with (
         tempfile.TemporaryDirectory(prefix="conveyor-scaling-") as folder,
