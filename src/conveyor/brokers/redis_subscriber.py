@@ -264,6 +264,6 @@ async def _until_one_fails(*tasks: asyncio.Task[None]) -> None:
 async def _close_quietly(pubsub: PubSub) -> None:
     try:
         async with asyncio.timeout(COMMAND_TIMEOUT_SECONDS):
-            await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it bare
+            await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]  # untyped in older redis-py
     except Exception:  # closing a connection to a Redis that is gone may fail
         log.debug("closing the pub/sub connection failed", exc_info=True)
