@@ -34,6 +34,8 @@ from conveyor.store.sql import SqlJobStore
 FILL_CHUNK = 5000
 CLAIM_SAMPLES = 20
 CLAIM_LIMIT = 100
+SAMPLED_JOBS = CLAIM_SAMPLES * CLAIM_LIMIT
+"""Jobs the claim samples take (and complete) before the workers start."""
 DRAIN_DEADLINE_SECONDS = 1800.0
 POLL_SECONDS = 0.1
 
@@ -119,7 +121,7 @@ async def measure(
             figures.first_window_per_s = window_rate(completions.times[:window])
             figures.rss_start_mb = processes.memory_bytes(workers) / 2**20
             if drain_all:
-                await until(completions, backlog - CLAIM_SAMPLES * CLAIM_LIMIT, workers)
+                await until(completions, backlog - SAMPLED_JOBS, workers)
                 figures.rss_end_mb = processes.memory_bytes(workers) / 2**20
                 figures.last_window_per_s = window_rate(sorted(completions.times)[-window:])
         await system.close()
@@ -145,13 +147,12 @@ async def main() -> None:
     parser.add_argument("--window", type=int, default=5_000)
     parser.add_argument("--redis", action="store_true", help="PostgreSQL + Redis")
     arguments = parser.parse_args()
-    # The claim samples take CLAIM_SAMPLES * CLAIM_LIMIT jobs before the workers start: a
-    # window larger than what is left would wait for jobs that never come.
-    left = arguments.small - CLAIM_SAMPLES * CLAIM_LIMIT
+    # A window larger than what the claim samples leave would wait for jobs that never come.
+    left = arguments.small - SAMPLED_JOBS
     if arguments.window < 2 or arguments.window > left:
         parser.error(
             f"--window must be between 2 and {left:,} (--small minus the "
-            f"{CLAIM_SAMPLES * CLAIM_LIMIT:,} jobs the claim samples take)"
+            f"{SAMPLED_JOBS:,} jobs the claim samples take)"
         )
     if arguments.large < arguments.small:
         parser.error("--large must be at least --small")
