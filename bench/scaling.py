@@ -149,6 +149,11 @@ async def main() -> None:
     arguments = parser.parse_args()
     # A window larger than what the claim samples leave would wait for jobs that never come.
     left = arguments.small - SAMPLED_JOBS
+    if left < 2:
+        parser.error(
+            f"--small must be at least {SAMPLED_JOBS + 2:,} "
+            f"(the claim samples take {SAMPLED_JOBS:,})"
+        )
     if arguments.window < 2 or arguments.window > left:
         parser.error(
             f"--window must be between 2 and {left:,} (--small minus the "
