@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Self
 
@@ -37,7 +37,7 @@ from conveyor.ports import (
 from conveyor.runtime.monitor import Monitor
 from conveyor.runtime.registry import TaskRegistry
 from conveyor.runtime.signals import install_signal_handlers
-from conveyor.runtime.submission import SubmitOptions, TaskDefaults, build_new_job, checked_name
+from conveyor.runtime.submission import JobBuilder, SubmitOptions, TaskDefaults, checked_name
 from conveyor.runtime.validation import validate_against_schema
 from conveyor.runtime.watching import follow_job
 from conveyor.runtime.worker import Worker
@@ -110,9 +110,8 @@ class Conveyor:
         **options: Any,
     ) -> list[Job]:
         """Submit many jobs of one task in one statement: all are accepted, or none."""
-        submit_options = SubmitOptions(**options)
-        new_jobs = [await self.prepare(task, args, submit_options) for args in args_list]
-        return await self.submit(new_jobs)
+        prepare = await self.preparer(task, SubmitOptions(**options))
+        return await self.submit([prepare(args) for args in args_list])
 
     async def submit(self, new_jobs: Sequence[NewJob]) -> list[Job]:
         """Store already prepared jobs (possibly of several tasks) atomically."""
@@ -129,28 +128,41 @@ class Conveyor:
 
     async def prepare(self, task: str, args: Mapping[str, Any], options: SubmitOptions) -> NewJob:
         """Validate a submission against the task (local code or its registered schema)."""
+        return (await self.preparer(task, options))(args)
+
+    async def preparer(
+        self, task: str, options: SubmitOptions
+    ) -> Callable[[Mapping[str, Any]], NewJob]:
+        """`prepare` for many jobs of `task` with `options`: the task is looked up and the
+        options are checked once; the returned function validates each job's arguments."""
         local = self.registry.get(task)
         if local is not None:
-            validated = local.validate(args)
             defaults = TaskDefaults(
                 queue=local.queue,
                 priority=local.priority,
                 max_attempts=local.max_attempts or self.settings.max_attempts,
                 timeout=local.timeout,
             )
+            validate: Callable[[Mapping[str, Any]], Mapping[str, Any]] = local.validate
         else:
             info = await self._registered_task(task)
-            validate_against_schema(task, info.args_schema, args)
-            validated = dict(args)
             defaults = TaskDefaults(
                 queue=info.queue,
                 priority=info.priority,
                 max_attempts=info.max_attempts or self.settings.max_attempts,
                 timeout=info.timeout,
             )
-        return build_new_job(
-            task, validated, options, defaults, max_args_bytes=self.settings.max_args_bytes
-        )
+
+            def validate(args: Mapping[str, Any]) -> Mapping[str, Any]:
+                validate_against_schema(task, info.args_schema, args)
+                return dict(args)
+
+        builder = JobBuilder(task, options, defaults, max_args_bytes=self.settings.max_args_bytes)
+
+        def prepare(args: Mapping[str, Any]) -> NewJob:
+            return builder.build(validate(args))
+
+        return prepare
 
     async def _registered_task(self, name: str) -> TaskInfo:
         cached = self._remote_tasks.get(name)

@@ -52,37 +52,44 @@ class TaskDefaults:
     timeout: float | None
 
 
-def build_new_job(
-    task: str,
-    args: Mapping[str, JSONValue],
-    options: SubmitOptions,
-    defaults: TaskDefaults,
-    *,
-    max_args_bytes: int,
-) -> NewJob:
-    """Combine validated arguments, options and task defaults into a NewJob, or raise."""
-    problems = [*_option_problems(options), *json_problems(args, ("args",))]
-    if problems:
-        raise InvalidSubmission(problems)
-    size = len(orjson.dumps(args))
-    if size > max_args_bytes:
-        raise ArgumentsTooLarge(size, max_args_bytes)
-    new_job = NewJob(
-        task=task,
-        args=args,
-        queue=options.queue or defaults.queue,
-        priority=defaults.priority if options.priority is None else options.priority,
-        max_attempts=options.max_attempts or defaults.max_attempts,
-        timeout=defaults.timeout if options.timeout is None else options.timeout,
-        delay=options.delay,
-        run_at=options.run_at,
-        idempotency_key=options.idempotency_key,
-        tags=tuple(options.tags),
-        tenant=options.tenant,
-    )
-    if new_job.idempotency_key is None:
-        return new_job  # a job without a key is never compared with another: no digest
-    return replace(new_job, fingerprint=fingerprint(new_job))
+class JobBuilder:
+    """NewJobs of one task with one set of options, which are checked once, not per job:
+    in a bulk submission the same options were otherwise checked a thousand times."""
+
+    def __init__(
+        self, task: str, options: SubmitOptions, defaults: TaskDefaults, *, max_args_bytes: int
+    ) -> None:
+        self._task = task
+        self._option_problems = _option_problems(options)
+        self._max_args_bytes = max_args_bytes
+        self._options = options
+        self._defaults = defaults
+
+    def build(self, args: Mapping[str, JSONValue]) -> NewJob:
+        """A NewJob for `args`; InvalidSubmission naming every problem of options and args."""
+        problems = [*self._option_problems, *json_problems(args, ("args",))]
+        if problems:
+            raise InvalidSubmission(problems)
+        size = len(orjson.dumps(args))
+        if size > self._max_args_bytes:
+            raise ArgumentsTooLarge(size, self._max_args_bytes)
+        options, defaults = self._options, self._defaults
+        new_job = NewJob(
+            task=self._task,
+            args=args,
+            queue=options.queue or defaults.queue,
+            priority=defaults.priority if options.priority is None else options.priority,
+            max_attempts=options.max_attempts or defaults.max_attempts,
+            timeout=defaults.timeout if options.timeout is None else options.timeout,
+            delay=options.delay,
+            run_at=options.run_at,
+            idempotency_key=options.idempotency_key,
+            tags=tuple(options.tags),
+            tenant=options.tenant,
+        )
+        if new_job.idempotency_key is None:
+            return new_job  # a job without a key is never compared with another: no digest
+        return replace(new_job, fingerprint=fingerprint(new_job))
 
 
 def fingerprint(job: NewJob) -> str:
