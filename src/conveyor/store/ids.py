@@ -6,7 +6,6 @@ import os
 import secrets
 import threading
 import time
-import uuid
 
 _COUNTER_BITS = 12
 _COUNTER_LIMIT = 1 << _COUNTER_BITS
@@ -28,7 +27,9 @@ class _Version7:
         self._random = b""  # from the OS's generator, as secrets draws it, a page at a time
         self._random_used = 0
 
-    def next(self) -> uuid.UUID:
+    def next(self) -> str:
+        """The next id in canonical form (formatted here: a uuid.UUID object per job was a
+        noticeable part of a bulk enqueue's client time)."""
         with self._lock:
             millisecond, counter = self._advance(time.time_ns() // 1_000_000)
             random_bits = self._random_number(62)
@@ -37,7 +38,8 @@ class _Version7:
         value |= counter << 64
         value |= 0b10 << 62  # RFC 9562 variant
         value |= random_bits
-        return uuid.UUID(int=value)
+        digits = f"{value:032x}"
+        return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
     def _advance(self, millisecond: int) -> tuple[int, int]:
         # A clock that stepped back must not reorder ids: stay on the last millisecond.
@@ -74,7 +76,7 @@ os.register_at_fork(after_in_child=_generator.forget_random)
 
 
 def new_job_id() -> str:
-    return str(_generator.next())
+    return _generator.next()
 
 
 def new_lease_token() -> str:
