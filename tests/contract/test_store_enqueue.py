@@ -221,6 +221,10 @@ async def test_enqueue_many_inserts_a_thousand_jobs_in_input_order(store: SqlJob
     assert all(result.created for result in results)
     assert [result.job.args["index"] for result in results] == list(range(1200))
     assert await count_jobs(store) == 1200
+    # Each returned job is the job as stored, column for column.
+    assert [await store.get(results[index].job.id) for index in (0, 599, 1199)] == [
+        results[index].job for index in (0, 599, 1199)
+    ]
 
 
 async def test_enqueue_many_resolves_idempotency_keys_within_and_across_batches(
@@ -254,9 +258,14 @@ async def test_enqueue_many_of_nothing_stores_nothing(store: SqlJobStore) -> Non
 
 
 async def test_enqueue_many_mixes_ready_and_scheduled_jobs(store: SqlJobStore) -> None:
-    results = await store.enqueue_many([NewJob(task="now"), NewJob(task="later", delay=60)])
+    at = datetime.now(UTC) + timedelta(hours=1)
+    results = await store.enqueue_many(
+        [NewJob(task="now"), NewJob(task="later", delay=60), NewJob(task="at", run_at=at)]
+    )
 
-    assert [result.job.state for result in results] == [JobState.QUEUED, JobState.SCHEDULED]
+    assert [result.job.state for result in results] == [JobState.QUEUED, *[JobState.SCHEDULED] * 2]
+    assert results[2].job.run_at == at
+    assert [await store.get(result.job.id) for result in results] == [r.job for r in results]
 
 
 # PostgreSQL: the caller's transaction and wake-ups ----------------------------------------

@@ -44,9 +44,8 @@ from conveyor.store.counters import (
 from conveyor.store.expressions import (
     Kind,
     appended,
-    batch_parameter,
-    encode_batch,
-    json_batch,
+    batch_parameters,
+    batch_table,
     one_of,
     state_in,
 )
@@ -321,9 +320,7 @@ async def settle(statements: Statements, settlements: Sequence[Settlement]) -> f
         return frozenset()
     dialect = statements.dialect
     rows = map(_settlement_row, settlements)
-    parameters: dict[str, Any] = {
-        batch_parameter("settled"): encode_batch(dialect, _SETTLEMENT, rows)
-    }
+    parameters = batch_parameters(dialect, "settled", _SETTLEMENT, rows)
     if dialect == "postgresql":
         parameters[_SHARD] = random_shard()
         result = await statements.fetch(_settle_counted_notified(), parameters)
@@ -365,8 +362,8 @@ _SETTLED_FROM: frozenset[JobState] = frozenset().union(
 
 @cache
 def _settle_statement(dialect: str) -> ReturningUpdate[Any]:
-    """Built once per dialect; the batch travels as one JSON parameter."""
-    batch = json_batch(dialect, "settled", _SETTLEMENT)
+    """Built once per dialect; the batch is bound as in expressions.batch_table."""
+    batch = batch_table(dialect, "settled", _SETTLEMENT)
     return (
         update(jobs)
         .where(
@@ -417,14 +414,14 @@ async def record_progress(
         for update in updates
     ]
     dialect = statements.dialect
-    batch = {batch_parameter("reported"): encode_batch(dialect, _PROGRESS, rows)}
+    batch = batch_parameters(dialect, "reported", _PROGRESS, rows)
     result = await statements.fetch(_progress_statement(dialect), batch)
     return frozenset(row["id"] for row in result)
 
 
 @cache
 def _progress_statement(dialect: str) -> ReturningUpdate[Any]:
-    reported = json_batch(dialect, "reported", _PROGRESS)
+    reported = batch_table(dialect, "reported", _PROGRESS)
     return (
         update(jobs)
         .where(

@@ -35,10 +35,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from conveyor.ports import RUN_TIME_BUCKETS, CounterEvent, RunTimeHistogram
 from conveyor.store.expressions import (
     Kind,
-    batch_parameter,
+    batch_parameters,
+    batch_table,
     dialect_insert,
-    encode_batch,
-    json_batch,
 )
 from conveyor.store.schema import counters
 from conveyor.store.statements import Statements
@@ -104,13 +103,13 @@ async def record(statements: Statements, tally: Tally) -> None:
         {"name": name, "queue": queue, "label": label, "shard": shard, "value": value}
         for (name, queue, label), value in sorted(tally.values.items())
     )
-    batch = {batch_parameter("counted"): encode_batch(dialect, _COUNTED, rows)}
+    batch = batch_parameters(dialect, "counted", _COUNTED, rows)
     await statements.execute(_upsert_statement(dialect), batch)
 
 
 @cache
 def _upsert_statement(dialect: str) -> Insert:
-    counted = json_batch(dialect, "counted", _COUNTED)
+    counted = batch_table(dialect, "counted", _COUNTED)
     source = select(*(counted.c[name] for name in _COUNTED)).order_by(
         # Rows are locked in the order they are inserted: key order, in every transaction.
         counted.c.name,
