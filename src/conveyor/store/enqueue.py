@@ -81,7 +81,7 @@ async def insert_jobs(statements: Statements, submitted: Sequence[NewJob]) -> li
         result = await statements.fetch(_insert_statement(dialect), parameters)
     by_id = dict(zip(ids, submitted, strict=True))
     created = {row["id"]: _stored_job(by_id[row["id"]], row) for row in result}
-    if dialect != "postgresql":
+    if dialect != "postgresql":  # PostgreSQL's statement counted them itself
         tally = Tally()
         for job in created.values():
             tally.count(CounterEvent.ENQUEUED, job.queue)
@@ -97,7 +97,8 @@ def _stored_job(submitted: NewJob, row: RowValues) -> Job:
     """The job as the INSERT stored it: what the producer sent, and what the database set.
 
     Reading every column back cost more than the insert (a wider row to send, and three
-    JSON documents to parse per job); the arguments are the ones just encoded, as stored.
+    JSON documents to parse per job). The arguments are the submitted mapping, which the
+    row holds as its JSON text.
     """
     return Job(
         id=row["id"],
