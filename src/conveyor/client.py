@@ -35,7 +35,7 @@ from conveyor.ports import (
     ready_jobs,
 )
 from conveyor.runtime.monitor import Monitor
-from conveyor.runtime.registry import TaskRegistry
+from conveyor.runtime.registry import Task, TaskRegistry
 from conveyor.runtime.signals import install_signal_handlers
 from conveyor.runtime.submission import JobBuilder, SubmitOptions, TaskDefaults, checked_name
 from conveyor.runtime.validation import validate_against_schema
@@ -136,27 +136,23 @@ class Conveyor:
         """`prepare` for many jobs of `task` with `options`: the task is looked up and the
         options are checked once; the returned function validates each job's arguments."""
         local = self.registry.get(task)
+        declared: Task[..., Any] | TaskInfo
         if local is not None:
-            defaults = TaskDefaults(
-                queue=local.queue,
-                priority=local.priority,
-                max_attempts=local.max_attempts or self.settings.max_attempts,
-                timeout=local.timeout,
-            )
+            declared = local
             validate: Callable[[Mapping[str, Any]], Mapping[str, Any]] = local.validate
         else:
-            info = await self._registered_task(task)
-            defaults = TaskDefaults(
-                queue=info.queue,
-                priority=info.priority,
-                max_attempts=info.max_attempts or self.settings.max_attempts,
-                timeout=info.timeout,
-            )
+            declared = info = await self._registered_task(task)
 
             def validate(args: Mapping[str, Any]) -> Mapping[str, Any]:
                 validate_against_schema(task, info.args_schema, args)
                 return dict(args)
 
+        defaults = TaskDefaults(
+            queue=declared.queue,
+            priority=declared.priority,
+            max_attempts=declared.max_attempts or self.settings.max_attempts,
+            timeout=declared.timeout,
+        )
         builder = JobBuilder(task, options, defaults, max_args_bytes=self.settings.max_args_bytes)
 
         def prepare(args: Mapping[str, Any]) -> NewJob:
