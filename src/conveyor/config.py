@@ -5,7 +5,8 @@ Read once at an edge (CLI, `Conveyor()`, `create_app`) and passed explicitly fro
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Self
+import importlib.util
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -13,6 +14,10 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from conveyor.core.errors import ConfigError
 
 ENV_PREFIX = "CONVEYOR_"
+
+# The event loop of the processes Conveyor runs and of a worker's own threads: uvloop where it
+# is installed (auto), or always one of the two (see runtime/event_loops.py).
+EventLoopChoice = Literal["auto", "uvloop", "asyncio"]
 
 
 class Settings(BaseSettings):
@@ -39,6 +44,7 @@ class Settings(BaseSettings):
     max_args_bytes: int = Field(default=262_144, gt=0)
     # Origins browsers may call the HTTP API from, comma-separated; empty keeps CORS closed.
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    event_loop: EventLoopChoice = "auto"
 
     @field_validator("database_url")
     @classmethod
@@ -55,6 +61,13 @@ class Settings(BaseSettings):
         if not prefix or any(character.isspace() for character in prefix):
             raise ValueError("must be non-empty, without whitespace")
         return prefix
+
+    @field_validator("event_loop")
+    @classmethod
+    def _installed_loop(cls, choice: EventLoopChoice) -> EventLoopChoice:
+        if choice == "uvloop" and importlib.util.find_spec("uvloop") is None:
+            raise ValueError("uvloop is not installed (pip install uvloop); use auto or asyncio")
+        return choice
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -20,6 +20,14 @@ def test_an_invalid_setting_names_the_variable_and_exits_2(cli: Cli) -> None:
     assert "Traceback" not in result.output
 
 
+def test_an_unknown_event_loop_names_the_variable_and_the_choices(cli: Cli) -> None:
+    result = cli("worker", "--app", TEST_APP, env={"CONVEYOR_EVENT_LOOP": "trio"})
+
+    assert result.exit_code == 2
+    assert "CONVEYOR_EVENT_LOOP: Input should be 'auto', 'uvloop' or 'asyncio'" in result.stderr
+    assert "Traceback" not in result.output
+
+
 def test_an_invalid_database_url_flag_names_the_flag(cli: Cli) -> None:
     result = cli.raw("--database-url", "mysql://localhost/jobs", "jobs", "list")
 

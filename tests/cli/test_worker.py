@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -21,9 +21,9 @@ StartCommand = Callable[..., ConveyorProcess]
 def start_command(sqlite_url: str, tmp_path: Path) -> Iterator[StartCommand]:
     started: list[ConveyorProcess] = []
 
-    def start(*arguments: str) -> ConveyorProcess:
+    def start(*arguments: str, settings: Mapping[str, str] = FAST_SETTINGS) -> ConveyorProcess:
         log_path = tmp_path / f"command-{len(started)}.log"
-        process = ConveyorProcess(sqlite_url, log_path, *arguments, settings=FAST_SETTINGS)
+        process = ConveyorProcess(sqlite_url, log_path, *arguments, settings=settings)
         started.append(process)
         return process
 
@@ -45,10 +45,12 @@ def wait_for_workers(store_helper: StoreHelper, process: ConveyorProcess, count:
     return wait_until(registered, timeout=60, message=f"{count} worker(s) to register")
 
 
+@pytest.mark.parametrize("event_loop", ["auto", "asyncio"])
 def test_a_worker_runs_enqueued_jobs_and_stops_gracefully_on_sigterm(
-    cli: Cli, store_helper: StoreHelper, start_command: StartCommand
+    cli: Cli, store_helper: StoreHelper, start_command: StartCommand, event_loop: str
 ) -> None:
-    worker = start_command("worker", "--app", TEST_APP, "--concurrency", "2")
+    settings = {**FAST_SETTINGS, "CONVEYOR_EVENT_LOOP": event_loop}
+    worker = start_command("worker", "--app", TEST_APP, "--concurrency", "2", settings=settings)
     assert wait_for_workers(store_helper, worker, 1) == {worker.pid}
 
     result = cli("enqueue", "cli.add", "--args", '{"a": 2, "b": 3}', "--wait",
@@ -58,6 +60,7 @@ def test_a_worker_runs_enqueued_jobs_and_stops_gracefully_on_sigterm(
     assert result.stdout.splitlines()[1] == "5"
     assert worker.terminate() == 0, worker.log()
     assert "worker starting" in worker.log()
+    assert f"loop {'asyncio' if event_loop == 'asyncio' else 'uvloop'}" in worker.log()
     assert "Traceback" not in worker.log()
 
 

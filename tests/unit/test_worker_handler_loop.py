@@ -1,5 +1,6 @@
 """The handler loop: async handlers run on their own thread and loop, so one that blocks
-its loop never stalls the caller's; awaiting one behaves like awaiting it in place."""
+its loop never stalls the caller's; awaiting one behaves like awaiting it in place. Each
+test runs with the handler loop on uvloop (the default where installed) and on asyncio's."""
 
 from __future__ import annotations
 
@@ -7,33 +8,52 @@ import asyncio
 import contextvars
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
+from conveyor.config import EventLoopChoice
+from conveyor.runtime.event_loops import loop_factory, loop_name
 from conveyor.runtime.handler_loop import HandlerLoop
 
 WAIT = 30.0
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="unset")
 
 
+@pytest.fixture(params=["uvloop", "asyncio"])
+def loop_choice(request: pytest.FixtureRequest) -> EventLoopChoice:
+    choice: EventLoopChoice = request.param
+    return choice
+
+
 @pytest.fixture
-async def handler_loop() -> AsyncIterator[HandlerLoop]:
-    loop = HandlerLoop()
+def new_handler_loop(loop_choice: EventLoopChoice) -> Callable[[], HandlerLoop]:
+    return lambda: HandlerLoop(loop_factory=loop_factory(loop_choice))
+
+
+@pytest.fixture
+async def handler_loop(new_handler_loop: Callable[[], HandlerLoop]) -> AsyncIterator[HandlerLoop]:
+    loop = new_handler_loop()
     loop.start()
     yield loop
     assert await loop.stop(timeout=WAIT)
 
 
 async def test_a_handler_runs_on_the_handler_thread_with_the_callers_context(
-    handler_loop: HandlerLoop,
+    handler_loop: HandlerLoop, loop_choice: EventLoopChoice
 ) -> None:
     request_id.set("req-42")
 
-    async def where() -> tuple[str, str]:
-        return threading.current_thread().name, request_id.get()
+    async def where() -> tuple[str, str, str]:
+        loop = asyncio.get_running_loop()
+        kind = "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
+        return threading.current_thread().name, request_id.get(), kind
 
-    assert await handler_loop.submit(where).result() == ("conveyor-handlers", "req-42")
+    assert await handler_loop.submit(where).result() == (
+        "conveyor-handlers",
+        "req-42",
+        loop_name(loop_choice),
+    )
 
 
 async def test_a_handler_blocking_its_loop_does_not_stall_the_callers_loop(
@@ -109,8 +129,10 @@ async def test_a_handler_that_catches_the_cancellation_keeps_its_result(
     assert await waiting == "finished anyway"
 
 
-async def test_stopping_while_a_handler_blocks_releases_its_caller() -> None:
-    handler_loop = HandlerLoop()
+async def test_stopping_while_a_handler_blocks_releases_its_caller(
+    new_handler_loop: Callable[[], HandlerLoop],
+) -> None:
+    handler_loop = new_handler_loop()
     handler_loop.start()
     started, release = threading.Event(), threading.Event()
 
@@ -130,8 +152,10 @@ async def test_stopping_while_a_handler_blocks_releases_its_caller() -> None:
     release.set()  # let the abandoned thread end
 
 
-async def test_stop_cancels_what_handlers_left_running() -> None:
-    handler_loop = HandlerLoop()
+async def test_stop_cancels_what_handlers_left_running(
+    new_handler_loop: Callable[[], HandlerLoop],
+) -> None:
+    handler_loop = new_handler_loop()
     handler_loop.start()
     cancelled = threading.Event()
     spawned: list[asyncio.Task[None]] = []

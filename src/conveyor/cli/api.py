@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from typing import Annotated
@@ -15,6 +14,7 @@ from conveyor.cli.serving import ApiServer, base_url, bind_listener
 from conveyor.client import Conveyor
 from conveyor.config import Settings, load_settings
 from conveyor.core.errors import StoreUnavailable
+from conveyor.runtime import event_loops
 from conveyor.runtime.signals import install_signal_handlers
 
 logger = logging.getLogger("conveyor.cli")
@@ -43,7 +43,7 @@ def api(
     settings = load_settings(
         database_url=global_options(ctx).database_url, api_host=host, api_port=port
     )
-    asyncio.run(serve_api(settings))
+    event_loops.run(serve_api(settings), settings.event_loop)
 
 
 async def serve_api(settings: Settings) -> None:

@@ -8,7 +8,6 @@ registered in the store). With `--app`, the user's module builds its own app; a
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -20,6 +19,7 @@ from sqlalchemy.exc import ArgumentError
 from conveyor.client import Conveyor
 from conveyor.config import Settings, load_settings
 from conveyor.loading import load_app
+from conveyor.runtime import event_loops
 
 T = TypeVar("T")
 
@@ -60,7 +60,8 @@ def with_database_override(ctx: typer.Context, app: Conveyor) -> Conveyor:
 
 
 def run(app: Conveyor, work: Callable[[Conveyor], Coroutine[Any, Any, T]]) -> T:
-    """Run `work(app)` on a fresh event loop and close the app's connections after it."""
+    """Run `work(app)` on a fresh event loop (of the app's settings) and close the app's
+    connections after it."""
 
     async def main() -> T:
         try:
@@ -68,7 +69,7 @@ def run(app: Conveyor, work: Callable[[Conveyor], Coroutine[Any, Any, T]]) -> T:
         finally:
             await app.close()
 
-    return asyncio.run(main())
+    return event_loops.run(main(), app.settings.event_loop)
 
 
 async def check_store(app: Conveyor) -> None:

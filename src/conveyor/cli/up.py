@@ -84,6 +84,7 @@ def up(
     )
     # The API never runs task code: like `conveyor api`, it validates submissions against
     # the schemas the workers register, so it gets an app of its own without the tasks.
+    # asyncio's own loop: uvloop cannot start children in process groups of their own.
     asyncio.run(run_up(Conveyor(settings), options))
 
 

@@ -13,6 +13,7 @@ import typer
 from conveyor.cli.facade import application, check_store, describe_database, global_options, run
 from conveyor.cli.logs import LogLevel, LogLevelOption, configure_logging
 from conveyor.client import Conveyor
+from conveyor.runtime import event_loops
 from conveyor.runtime.signals import install_signal_handlers
 from conveyor.runtime.supervisor import Supervisor
 
@@ -103,12 +104,13 @@ def worker(
 
 def run_one_worker(app: Conveyor, options: WorkerOptions) -> None:
     logger.info(
-        "worker starting: app %s, queues %s, concurrency %s, monitor %s, store %s",
+        "worker starting: app %s, queues %s, concurrency %s, monitor %s, store %s, loop %s",
         options.app_spec,
         ",".join(options.queues) or "all",
         options.concurrency or app.settings.concurrency,
         "on" if options.with_monitor else "off",
         describe_database(app.settings.database_url),
+        event_loops.loop_name(app.settings.event_loop),
     )
     run(
         app,
@@ -134,6 +136,7 @@ def supervise(app: Conveyor, child_command: list[str], processes: int) -> None:
             uninstall()
 
     logger.info("supervising %d worker processes", processes)
+    # asyncio's own loop: uvloop cannot start children in process groups of their own.
     asyncio.run(run_until_stopped())
 
 

@@ -45,8 +45,14 @@ UNWIND_SECONDS = 1.0
 class HandlerLoop:
     """Runs async handlers on a daemon thread; used from the control loop only."""
 
-    def __init__(self, *, name: str = "conveyor-handlers") -> None:
+    def __init__(
+        self,
+        *,
+        name: str = "conveyor-handlers",
+        loop_factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop,
+    ) -> None:
         self._name = name
+        self._new_loop = loop_factory
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stopping = False
@@ -55,7 +61,7 @@ class HandlerLoop:
         self._outboxes: dict[asyncio.AbstractEventLoop, CrossThreadCalls] = {}  # back to callers
 
     def start(self) -> None:
-        self._loop = asyncio.new_event_loop()
+        self._loop = self._new_loop()
         self._inbox = CrossThreadCalls(self._loop)
         self._thread = threading.Thread(target=self._main, name=self._name, daemon=True)
         self._thread.start()

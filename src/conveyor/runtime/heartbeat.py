@@ -136,8 +136,10 @@ class Heartbeat:
         held: HeldJobs,
         progress: ProgressBuffer,
         report: Callable[[LeaseReport], None],
+        loop_factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop,
     ) -> None:
         self._settings = settings
+        self._new_loop = loop_factory
         self._store_factory = store_factory
         self._held = held
         self._progress = progress
@@ -152,7 +154,7 @@ class Heartbeat:
 
     def start(self) -> None:
         self._worker_loop = asyncio.get_running_loop()
-        self._loop = asyncio.new_event_loop()
+        self._loop = self._new_loop()
         self._thread.start()
 
     async def stop(self, *, timeout: float | None = None) -> bool:

@@ -40,6 +40,7 @@ from conveyor.ports import (
 )
 from conveyor.runtime.backoff import Backoff, Outage, race
 from conveyor.runtime.context import JobContext
+from conveyor.runtime.event_loops import loop_factory
 from conveyor.runtime.handler_loop import HandlerLoop
 from conveyor.runtime.heartbeat import (
     Heartbeat,
@@ -88,7 +89,8 @@ class Worker:
         self._broker = broker
         self._registry = registry
         self._executor = HandlerThreads(settings.concurrency)
-        self._handler_loop = HandlerLoop(name=f"conveyor-handlers-{self.id}")
+        new_loop = loop_factory(settings.event_loop)
+        self._handler_loop = HandlerLoop(name=f"conveyor-handlers-{self.id}", loop_factory=new_loop)
         self._runner = Runner(
             registry,
             executor=self._executor,
@@ -111,6 +113,7 @@ class Worker:
             held=self._held,
             progress=self._progress,
             report=self._on_lease_report,
+            loop_factory=new_loop,
         )
         self._monitor = (
             Monitor.of_worker(settings, store, broker) if settings.with_monitor else None

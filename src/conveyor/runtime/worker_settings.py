@@ -8,9 +8,10 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any
 
-from conveyor.config import Settings
+from conveyor.config import EventLoopChoice, Settings
 from conveyor.core.retry import RetryPolicy
 from conveyor.ports import WorkerInfo
+from conveyor.runtime.event_loops import loop_factory
 from conveyor.runtime.heartbeat import HeartbeatSettings
 
 SECONDS_PER_DAY = 86_400.0
@@ -36,6 +37,8 @@ class WorkerSettings:
     with_monitor: bool = True
     monitor_interval_seconds: float = 5.0
     retention_seconds: float = 7 * SECONDS_PER_DAY
+    # Of the worker's handler and heartbeat threads (its own loop is its caller's).
+    event_loop: EventLoopChoice = "auto"
 
     def __post_init__(self) -> None:
         for problem in _problems(self):
@@ -73,6 +76,7 @@ class WorkerSettings:
             ),
             "monitor_interval_seconds": settings.monitor_interval_seconds,
             "retention_seconds": settings.retention_days * SECONDS_PER_DAY,
+            "event_loop": settings.event_loop,
         }
         values.update({key: value for key, value in overrides.items() if value is not None})
         values["queues"] = tuple(values.get("queues", ()))
@@ -97,4 +101,8 @@ def _problems(settings: WorkerSettings) -> list[str]:
     if settings.shutdown_grace_seconds < 0:
         grace = settings.shutdown_grace_seconds
         problems.append(f"shutdown_grace_seconds must be >= 0, got {grace}")
+    try:
+        loop_factory(settings.event_loop)
+    except (ValueError, ImportError) as error:
+        problems.append(f"event_loop: {error}")
     return problems
