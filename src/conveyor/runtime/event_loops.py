@@ -1,14 +1,14 @@
 """The event loops Conveyor runs on: uvloop where it is installed, asyncio's own otherwise.
 
 A worker's cost per job is mostly event-loop machinery: tasks, futures, callbacks, socket
-reads and writes, the hops to its handler loop. On asyncio's loop, written largely in
-Python, a worker draining no-op jobs on PostgreSQL spent about 145 µs of CPU per job; on
-uvloop (libuv, compiled) 108 µs, and the drain ran 20-30 % faster (bench/README.md). So
-the loops Conveyor creates come from here: those of the CLI's commands (a worker, the
-monitor, the API, the rest) and of a worker's handler and heartbeat threads. The two
-supervisors, `conveyor worker --processes N` and `conveyor up`, keep asyncio's loop: they
-start each child in a process group of its own, which uvloop's subprocesses cannot do,
-and do no per-job work.
+reads and writes, the hops to its handler loop. Draining no-op jobs on PostgreSQL, paired
+runs with the two loops alternating gave 8-16 % less worker CPU per job on uvloop (libuv,
+compiled) than on asyncio's loop (largely Python), and a faster drain in every pair
+(bench/README.md). So the loops Conveyor creates come from here: those of the CLI's
+commands (a worker, the monitor, the API, the rest) and of a worker's handler and
+heartbeat threads. The two supervisors, `conveyor worker --processes N` and `conveyor
+up`, keep asyncio's loop: they start each child in a process group of its own, which
+uvloop's subprocesses cannot do, and do no per-job work.
 
 `CONVEYOR_EVENT_LOOP` chooses: `auto` (uvloop if it can be imported, else asyncio),
 `uvloop` (refused at start when it is not installed) or `asyncio`, for handlers whose
