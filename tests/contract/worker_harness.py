@@ -15,6 +15,7 @@ from sqlalchemy import update
 from conveyor.brokers.database import DatabaseBroker
 from conveyor.brokers.redis import RedisBroker
 from conveyor.brokers.redis_signals import RedisSignals
+from conveyor.core.job import JobState
 from conveyor.core.retry import RetryPolicy
 from conveyor.ports import Broker, JobStore, Signals
 from conveyor.runtime.monitor import Monitor
@@ -170,19 +171,29 @@ async def wait_until_released(worker: Worker, job_id: str) -> None:
     await eventually(released, timeout=WAIT, message=f"the worker to let go of {job_id}")
 
 
-async def expire_lease(store: SqlJobStore, job_id: str) -> None:
-    """Make the job's lease look expired, as if its worker had stopped heartbeating."""
-    statement = update(jobs).where(jobs.c.id == job_id).values(lease_expires_at=db_now_plus(-60))
+async def expire_lease(store: SqlJobStore, job_id: str, *, attempt: int) -> None:
+    """Make the lease of the job's claim for `attempt` look expired, as if its worker had
+    stopped heartbeating; a later claim of the job (a higher attempt) is left alone."""
+    statement = (
+        update(jobs)
+        .where(jobs.c.id == job_id, jobs.c.attempt == attempt, jobs.c.state == "running")
+        .values(lease_expires_at=db_now_plus(-60))
+    )
     async with store.engine.begin() as connection:
         await connection.execute(statement)
 
 
 async def steal(store: SqlJobStore, job_id: str) -> None:
-    """Expire the job's lease and rescue it; retried because a heartbeat may renew between."""
+    """Expire the job's current claim and have it rescued, by this call or by a monitor
+    that got there first; retried because a heartbeat may renew the lease in between.
+    Only that claim is taken away, never the one a worker makes next."""
+    attempt = (await store.get(job_id)).attempt
 
     async def rescued() -> bool:
-        await expire_lease(store, job_id)
-        return (await store.rescue_expired(limit=10)).rescued == 1
+        await expire_lease(store, job_id, attempt=attempt)
+        await store.rescue_expired(limit=10)
+        job = await store.get(job_id)
+        return job.state is not JobState.RUNNING or job.attempt != attempt
 
     await eventually(rescued, timeout=WAIT, message=f"job {job_id} to be rescued")
 
