@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 from conveyor.config import EventLoopChoice
 
@@ -30,8 +30,7 @@ T = TypeVar("T")
 
 LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 
-
-CHOICES: tuple[EventLoopChoice, ...] = ("auto", "uvloop", "asyncio")
+CHOICES: tuple[EventLoopChoice, ...] = get_args(EventLoopChoice)
 
 
 def loop_factory(choice: EventLoopChoice) -> LoopFactory:

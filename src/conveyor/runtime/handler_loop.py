@@ -32,6 +32,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
 from conveyor.runtime.cross_thread import CrossThreadCalls
+from conveyor.runtime.event_loops import LoopFactory
 
 T = TypeVar("T")
 
@@ -49,7 +50,7 @@ class HandlerLoop:
         self,
         *,
         name: str = "conveyor-handlers",
-        loop_factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop,
+        loop_factory: LoopFactory = asyncio.new_event_loop,
     ) -> None:
         self._name = name
         self._new_loop = loop_factory

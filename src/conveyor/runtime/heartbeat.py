@@ -28,6 +28,7 @@ from conveyor.core.errors import StoreUnavailable
 from conveyor.core.job import Progress
 from conveyor.ports import JobStore, ProgressUpdate, Renewal
 from conveyor.runtime.backoff import Backoff, Outage
+from conveyor.runtime.event_loops import LoopFactory
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +137,7 @@ class Heartbeat:
         held: HeldJobs,
         progress: ProgressBuffer,
         report: Callable[[LeaseReport], None],
-        loop_factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop,
+        loop_factory: LoopFactory = asyncio.new_event_loop,
     ) -> None:
         self._settings = settings
         self._new_loop = loop_factory
