@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 import pytest
@@ -249,6 +250,69 @@ async def test_enqueue_many_resolves_idempotency_keys_within_and_across_batches(
 async def test_enqueue_many_stores_nothing_when_one_job_is_rejected(store: SqlJobStore) -> None:
     with pytest.raises(IntegrityError):
         await store.enqueue_many([NewJob(task="good"), NewJob(task="bad", max_attempts=0)])
+
+    assert await count_jobs(store) == 0
+
+
+async def test_a_batch_alike_but_for_its_arguments_stores_every_field_of_each_job(
+    store: SqlJobStore,
+) -> None:
+    # The shape of one enqueue_many call, which PostgreSQL binds once for the whole batch.
+    at = datetime.now(UTC) + timedelta(hours=2)
+    alike: dict[str, Any] = {
+        "task": "report",
+        "queue": "reports",
+        "priority": -4,
+        "max_attempts": 9,
+        "timeout": 2.5,
+        "run_at": at,
+        "tags": ("eu", "monthly"),
+        "tenant": "acme",
+    }
+    results = await store.enqueue_many(
+        [NewJob(args={"n": index, "name": f"é{index}"}, **alike) for index in range(300)]
+    )
+
+    assert [result.job.args for result in results] == [
+        {"n": index, "name": f"é{index}"} for index in range(300)
+    ]
+    for result in (results[0], results[299]):
+        job = result.job
+        assert (job.task, job.queue, job.priority, job.tenant) == ("report", "reports", -4, "acme")
+        assert (job.max_attempts, job.timeout, job.tags) == (9, 2.5, ("eu", "monthly"))
+        assert (job.state, job.run_at) == (JobState.SCHEDULED, at)
+        assert await store.get(job.id, tenant="acme") == job
+    assert await count_jobs(store, tenant="acme") == 300
+
+
+async def test_a_batch_alike_with_a_delay_schedules_every_job(store: SqlJobStore) -> None:
+    results = await store.enqueue_many(
+        [NewJob(task="t", args={"i": i}, delay=60) for i in range(3)]
+    )
+
+    for result in results:
+        assert result.job.state is JobState.SCHEDULED
+        assert result.job.run_at - result.job.created_at == timedelta(seconds=60)
+        assert await store.get(result.job.id) == result.job
+
+
+async def test_a_batch_alike_under_one_idempotency_key_creates_one_job(store: SqlJobStore) -> None:
+    results = await store.enqueue_many(
+        [NewJob(task="t", idempotency_key="once", fingerprint="same") for _ in range(3)]
+    )
+
+    assert [result.created for result in results] == [True, False, False]
+    assert {result.job.id for result in results} == {results[0].job.id}
+    assert await count_jobs(store) == 1
+
+
+async def test_a_batch_alike_stores_nothing_when_its_options_are_rejected(
+    store: SqlJobStore,
+) -> None:
+    with pytest.raises(IntegrityError):
+        await store.enqueue_many(
+            [NewJob(task="bad", args={"i": i}, max_attempts=0) for i in range(3)]
+        )
 
     assert await count_jobs(store) == 0
 

@@ -7,11 +7,11 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     Float,
     Insert,
     Integer,
     Select,
-    Subquery,
     and_,
     bindparam,
     case,
@@ -33,6 +33,8 @@ from conveyor.store.expressions import (
     batch_table,
     dialect_insert,
     document,
+    shared_field,
+    shared_parameters,
 )
 from conveyor.store.ids import new_job_id
 from conveyor.store.notify import returning_with_wake_ups
@@ -56,6 +58,10 @@ _SUBMITTED = {
     "fingerprint": Kind.TEXT,
 }
 
+# What differs between the jobs of one `enqueue_many` call (one task, one set of options).
+_PER_JOB = {key: _SUBMITTED[key] for key in ("id", "args")}
+_SHARED = {key: kind for key, kind in _SUBMITTED.items() if key not in _PER_JOB}
+
 _KEYS = {"tenant": Kind.TEXT, "idempotency_key": Kind.TEXT}
 _SHARD = "counter_shard"
 
@@ -73,11 +79,17 @@ async def insert_jobs(statements: Statements, submitted: Sequence[NewJob]) -> li
     dialect = statements.dialect
     ids = [new_job_id() for _ in submitted]
     rows = [_submitted_row(job_id, job) for job_id, job in zip(ids, submitted, strict=True)]
-    parameters = batch_parameters(dialect, "submitted", _SUBMITTED, rows)
     if dialect == "postgresql":
+        uniform = _all_alike(submitted)
+        if uniform:
+            parameters = batch_parameters(dialect, "submitted", _PER_JOB, rows)
+            parameters |= shared_parameters("submitted", _SHARED, rows[0])
+        else:
+            parameters = batch_parameters(dialect, "submitted", _SUBMITTED, rows)
         parameters[_SHARD] = random_shard()
-        result = await statements.fetch(_insert_counted_notified(), parameters)
+        result = await statements.fetch(_insert_counted_notified(uniform), parameters)
     else:
+        parameters = batch_parameters(dialect, "submitted", _SUBMITTED, rows)
         result = await statements.fetch(_insert_statement(dialect), parameters)
     by_id = dict(zip(ids, submitted, strict=True))
     created = {row["id"]: _stored_job(by_id[row["id"]], row) for row in result}
@@ -118,6 +130,28 @@ def _stored_job(submitted: NewJob, row: RowValues) -> Job:
     )
 
 
+def _all_alike(submitted: Sequence[NewJob]) -> bool:
+    """Whether the jobs differ in their arguments alone, as those of one enqueue_many call."""
+    first = _shared_of(submitted[0])
+    return all(_shared_of(job) == first for job in submitted[1:])
+
+
+def _shared_of(job: NewJob) -> tuple[Any, ...]:
+    return (
+        job.tenant,
+        job.task,
+        job.queue,
+        job.priority,
+        job.max_attempts,
+        job.timeout,
+        job.delay,
+        job.run_at,
+        job.idempotency_key,
+        job.tags,
+        job.fingerprint,
+    )
+
+
 def _submitted_row(job_id: str, job: NewJob) -> dict[str, Any]:
     return {
         "id": job_id,
@@ -137,10 +171,18 @@ def _submitted_row(job_id: str, job: NewJob) -> dict[str, Any]:
 
 
 @cache
-def _insert_statement(dialect: str) -> Insert:
-    """Built once per dialect: constructing the statement cost more than running it."""
-    batch = batch_table(dialect, "submitted", _SUBMITTED)
-    source = _job_values(batch)
+def _insert_statement(dialect: str, uniform: bool = False) -> Insert:
+    """Built once per dialect: constructing the statement cost more than running it.
+
+    `uniform` (PostgreSQL): the jobs share every field but their id and arguments, which
+    are then bound once for the batch instead of once per job.
+    """
+    columns = _PER_JOB if uniform else _SUBMITTED
+    batch = batch_table(dialect, "submitted", columns)
+    fields: dict[str, ColumnElement[Any]] = {key: batch.c[key] for key in columns}
+    if uniform:
+        fields |= {key: shared_field("submitted", key, kind) for key, kind in _SHARED.items()}
+    source = _job_values(fields)
     statement = dialect_insert(dialect, jobs).from_select(
         list(source),
         select(*source.values())
@@ -158,11 +200,11 @@ def _insert_statement(dialect: str) -> Insert:
 
 
 @cache
-def _insert_counted_notified() -> Select[Any]:
+def _insert_counted_notified(uniform: bool) -> Select[Any]:
     """PostgreSQL: the insert, its `enqueued` counts and its wake-ups in one statement, so
     that a submission costs one round trip (five as separate statements in a transaction).
     """
-    inserted = _insert_statement("postgresql").cte("inserted")
+    inserted = _insert_statement("postgresql", uniform).cte("inserted")
     per_queue = (
         select(
             literal(CounterEvent.ENQUEUED.value).label("name"),
@@ -178,30 +220,31 @@ def _insert_counted_notified() -> Select[Any]:
     return returning_with_wake_ups(inserted, counted)
 
 
-def _job_values(batch: Subquery) -> dict[str, Any]:
+def _job_values(submitted: Mapping[str, ColumnElement[Any]]) -> dict[str, Any]:
+    """The stored row of each submitted one, from the submitted fields (by `_SUBMITTED` key)."""
     run_at = case(
-        (batch.c.run_at.is_not(None), batch.c.run_at),
-        else_=db_now_plus(func.coalesce(batch.c.delay, 0.0)),
+        (submitted["run_at"].is_not(None), submitted["run_at"]),
+        else_=db_now_plus(func.coalesce(submitted["delay"], 0.0)),
     )
     state = case((run_at > db_now(), JobState.SCHEDULED.value), else_=JobState.QUEUED.value)
     return {
-        "id": batch.c.id,
-        "tenant": batch.c.tenant,
-        "task": batch.c.task,
-        "queue": batch.c.queue,
+        "id": submitted["id"],
+        "tenant": submitted["tenant"],
+        "task": submitted["task"],
+        "queue": submitted["queue"],
         "state": state,
-        "priority": batch.c.priority,
-        "args": batch.c.args,
+        "priority": submitted["priority"],
+        "args": submitted["args"],
         "attempt": literal(0),
-        "max_attempts": batch.c.max_attempts,
-        "timeout": batch.c.timeout,
+        "max_attempts": submitted["max_attempts"],
+        "timeout": submitted["timeout"],
         "run_at": run_at,
         "created_at": db_now(),
         "cancel_requested": false(),
         "errors": document(literal("[]")),
-        "idempotency_key": batch.c.idempotency_key,
-        "tags": batch.c.tags,
-        "fingerprint": batch.c.fingerprint,
+        "idempotency_key": submitted["idempotency_key"],
+        "tags": submitted["tags"],
+        "fingerprint": submitted["fingerprint"],
     }
 
 

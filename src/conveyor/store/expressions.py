@@ -193,6 +193,25 @@ def batch_parameters(
     return {_batch_parameter(name): encoded}
 
 
+def shared_field(name: str, key: str, kind: Kind) -> ColumnElement[Any]:
+    """PostgreSQL: field `key` that every row of batch `name` has in common, bound once.
+
+    asyncpg encodes an array element by element, testing each for a nested array; a field
+    repeated in every row cost more to send as an array than the rows' own fields.
+    """
+    return _typed(bindparam(_field_parameter(name, key), type_=_POSTGRES_TYPES[kind]), kind)
+
+
+def shared_parameters(
+    name: str, columns: Mapping[str, Kind], values: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The bound values of `shared_field(name, key, kind)` for each of `columns`."""
+    return {
+        _field_parameter(name, key): _encoded("postgresql", kind, values.get(key))
+        for key, kind in columns.items()
+    }
+
+
 def _batch_parameter(name: str) -> str:
     return f"{name}_batch"
 
