@@ -66,10 +66,11 @@ class JobBuilder:
         self._defaults = defaults
 
     def build(self, args: Mapping[str, JSONValue]) -> NewJob:
-        """A NewJob for `args`; InvalidSubmission naming every problem of options and args."""
-        problems = [*self._option_problems, *json_problems(args, ("args",))]
-        if problems:
-            raise InvalidSubmission(problems)
+        """A NewJob for `args`, which the task's validation has accepted (its argument model
+        or its registered schema, both of which refuse what JSON storage cannot hold);
+        InvalidSubmission naming every problem of the options."""
+        if self._option_problems:
+            raise InvalidSubmission(self._option_problems)
         size = len(orjson.dumps(args))
         if size > self._max_args_bytes:
             raise ArgumentsTooLarge(size, self._max_args_bytes)
