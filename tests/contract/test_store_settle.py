@@ -188,6 +188,42 @@ async def test_one_settle_applies_a_batch_of_different_outcomes(store: SqlJobSto
     assert states == [JobState.COMPLETED, JobState.RETRYABLE, JobState.FAILED, JobState.QUEUED]
 
 
+async def claimed_batch(store: SqlJobStore, count: int) -> list[Claim]:
+    await store.enqueue_many([NewJob(task="t") for _ in range(count)])
+    return await store.claim(worker_id="w1", queues=(), limit=count, lease_seconds=LEASE)
+
+
+async def test_a_batch_of_completions_keeps_each_jobs_own_result(store: SqlJobStore) -> None:
+    claims = await claimed_batch(store, 5)
+    results: list[object] = [None, 1, True, 1.0, {"a": [1]}]
+
+    applied = await store.settle(
+        [
+            Settlement(claim.job.id, claim.token, Completed(result))
+            for claim, result in zip(claims, results, strict=True)
+        ]
+    )
+
+    assert applied == {claim.job.id for claim in claims}
+    jobs = [await store.get(claim.job.id) for claim in claims]
+    assert [job.state for job in jobs] == [JobState.COMPLETED] * 5
+    assert [job.result for job in jobs] == results
+    assert [type(job.result) for job in jobs] == [type(result) for result in results]
+
+
+async def test_a_batch_of_releases_requeues_all_but_the_job_asked_to_cancel(
+    store: SqlJobStore,
+) -> None:
+    claims = await claimed_batch(store, 3)
+    await store.cancel(claims[1].job.id)
+
+    await store.settle([Settlement(claim.job.id, claim.token, Released()) for claim in claims])
+
+    jobs = [await store.get(claim.job.id) for claim in claims]
+    assert [job.state for job in jobs] == [JobState.QUEUED, JobState.CANCELLED, JobState.QUEUED]
+    assert [job.attempt for job in jobs] == [0, 0, 0]
+
+
 async def test_settle_of_nothing_applies_nothing(store: SqlJobStore) -> None:
     assert await store.settle([]) == frozenset()
 
