@@ -80,14 +80,14 @@ async def insert_jobs(statements: Statements, submitted: Sequence[NewJob]) -> li
     ids = [new_job_id() for _ in submitted]
     rows = [_submitted_row(job_id, job) for job_id, job in zip(ids, submitted, strict=True)]
     if dialect == "postgresql":
-        uniform = _all_alike(submitted)
-        if uniform:
+        alike = _all_alike(submitted)
+        if alike:
             parameters = batch_parameters(dialect, "submitted", _PER_JOB, rows)
             parameters |= shared_parameters("submitted", _SHARED, rows[0])
         else:
             parameters = batch_parameters(dialect, "submitted", _SUBMITTED, rows)
         parameters[_SHARD] = random_shard()
-        result = await statements.fetch(_insert_counted_notified(uniform), parameters)
+        result = await statements.fetch(_insert_counted_notified(alike), parameters)
     else:
         parameters = batch_parameters(dialect, "submitted", _SUBMITTED, rows)
         result = await statements.fetch(_insert_statement(dialect), parameters)
@@ -171,16 +171,16 @@ def _submitted_row(job_id: str, job: NewJob) -> dict[str, Any]:
 
 
 @cache
-def _insert_statement(dialect: str, uniform: bool = False) -> Insert:
-    """Built once per dialect: constructing the statement cost more than running it.
+def _insert_statement(dialect: str, alike: bool = False) -> Insert:
+    """Built once per dialect and shape: constructing the statement cost more than running it.
 
-    `uniform` (PostgreSQL): the jobs share every field but their id and arguments, which
-    are then bound once for the batch instead of once per job.
+    `alike` (PostgreSQL): the jobs share every field but their id and arguments (see
+    _all_alike); the shared fields are bound once for the batch instead of once per job.
     """
-    columns = _PER_JOB if uniform else _SUBMITTED
+    columns = _PER_JOB if alike else _SUBMITTED
     batch = batch_table(dialect, "submitted", columns)
     fields: dict[str, ColumnElement[Any]] = {key: batch.c[key] for key in columns}
-    if uniform:
+    if alike:
         fields |= {key: shared_field("submitted", key, kind) for key, kind in _SHARED.items()}
     source = _job_values(fields)
     statement = dialect_insert(dialect, jobs).from_select(
@@ -200,11 +200,11 @@ def _insert_statement(dialect: str, uniform: bool = False) -> Insert:
 
 
 @cache
-def _insert_counted_notified(uniform: bool) -> Select[Any]:
+def _insert_counted_notified(alike: bool) -> Select[Any]:
     """PostgreSQL: the insert, its `enqueued` counts and its wake-ups in one statement, so
     that a submission costs one round trip (five as separate statements in a transaction).
     """
-    inserted = _insert_statement("postgresql", uniform).cte("inserted")
+    inserted = _insert_statement("postgresql", alike).cte("inserted")
     per_queue = (
         select(
             literal(CounterEvent.ENQUEUED.value).label("name"),
@@ -221,7 +221,7 @@ def _insert_counted_notified(uniform: bool) -> Select[Any]:
 
 
 def _job_values(submitted: Mapping[str, ColumnElement[Any]]) -> dict[str, Any]:
-    """The stored row of each submitted one, from the submitted fields (by `_SUBMITTED` key)."""
+    """A stored job's columns, from the fields submitted for it (by `_SUBMITTED` key)."""
     run_at = case(
         (submitted["run_at"].is_not(None), submitted["run_at"]),
         else_=db_now_plus(func.coalesce(submitted["delay"], 0.0)),
