@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Any
@@ -61,6 +62,7 @@ _SUBMITTED = {
 # What differs between the jobs of one `enqueue_many` call (one task, one set of options).
 _PER_JOB = {key: _SUBMITTED[key] for key in ("id", "args")}
 _SHARED = {key: kind for key, kind in _SUBMITTED.items() if key not in _PER_JOB}
+_shared_of = operator.itemgetter(*_SHARED)  # a submitted row's shared fields, as a tuple
 
 _KEYS = {"tenant": Kind.TEXT, "idempotency_key": Kind.TEXT}
 _SHARD = "counter_shard"
@@ -80,7 +82,7 @@ async def insert_jobs(statements: Statements, submitted: Sequence[NewJob]) -> li
     ids = [new_job_id() for _ in submitted]
     rows = [_submitted_row(job_id, job) for job_id, job in zip(ids, submitted, strict=True)]
     if dialect == "postgresql":
-        alike = _all_alike(submitted)
+        alike = _all_alike(rows)
         if alike:
             parameters = batch_parameters(dialect, "submitted", _PER_JOB, rows)
             parameters |= shared_parameters("submitted", _SHARED, rows[0])
@@ -130,26 +132,11 @@ def _stored_job(submitted: NewJob, row: RowValues) -> Job:
     )
 
 
-def _all_alike(submitted: Sequence[NewJob]) -> bool:
-    """Whether the jobs differ in their arguments alone, as those of one enqueue_many call."""
-    first = _shared_of(submitted[0])
-    return all(_shared_of(job) == first for job in submitted[1:])
-
-
-def _shared_of(job: NewJob) -> tuple[Any, ...]:
-    return (
-        job.tenant,
-        job.task,
-        job.queue,
-        job.priority,
-        job.max_attempts,
-        job.timeout,
-        job.delay,
-        job.run_at,
-        job.idempotency_key,
-        job.tags,
-        job.fingerprint,
-    )
+def _all_alike(rows: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether the submitted rows differ in their `_PER_JOB` fields alone, as the jobs of one
+    enqueue_many call do."""
+    first = _shared_of(rows[0])
+    return all(_shared_of(row) == first for row in rows[1:])
 
 
 def _submitted_row(job_id: str, job: NewJob) -> dict[str, Any]:
