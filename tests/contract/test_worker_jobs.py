@@ -7,6 +7,8 @@ import asyncio
 import threading
 from typing import NoReturn
 
+from pydantic import BaseModel, field_serializer, field_validator
+
 from conveyor.core.errors import Retry
 from conveyor.core.job import JobState, NewJob
 from conveyor.runtime.context import JobContext
@@ -154,3 +156,45 @@ async def test_a_worker_takes_jobs_only_from_its_queues(
         await wait_for_state(store, mine.id, JobState.COMPLETED)
         # It claimed after `other` was enqueued (it then ran `mine`), yet left `other` alone.
         assert (await store.get(other.id)).state is JobState.QUEUED
+
+
+class Reading(BaseModel):
+    """Records the thread that validates it and the one that serializes it."""
+
+    value: float
+
+    @field_validator("value")
+    @classmethod
+    def note_validation(cls, value: float) -> float:
+        threads_seen["validated"] = threading.current_thread().name
+        return value
+
+    @field_serializer("value")
+    def note_serialization(self, value: float) -> float:
+        threads_seen["serialized"] = threading.current_thread().name
+        return value
+
+
+threads_seen: dict[str, str] = {}
+
+
+@registry.task(name="double_reading")
+async def double_reading(reading: Reading) -> Reading:
+    threads_seen["ran"] = threading.current_thread().name
+    return Reading(value=reading.value * 2)
+
+
+async def test_an_async_attempt_binds_runs_and_converts_its_result_off_the_control_loop(
+    deployment: Deployment, store: SqlJobStore
+) -> None:
+    """Validators and serializers are user code too: a slow one must not stall claims,
+    settles or leases, so the whole attempt runs on the handler loop's thread."""
+    threads_seen.clear()
+    async with running_worker(deployment, registry):
+        job = NewJob(task="double_reading", args={"reading": {"value": 2}})
+        enqueued = await store.enqueue(job)
+        done = await wait_for_state(store, enqueued.job.id, JobState.COMPLETED)
+
+    assert done.result == {"value": 4.0}
+    assert set(threads_seen) == {"validated", "ran", "serialized"}
+    assert all(name.startswith("conveyor-handlers") for name in threads_seen.values())

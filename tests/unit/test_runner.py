@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -188,6 +189,20 @@ def executor() -> Iterator[ThreadPoolExecutor]:
         yield pool
 
 
+class RunnerOnHandlerLoop(Runner):
+    """Runs each attempt of an async task as one task of a handler loop, as a worker does."""
+
+    def __init__(self, handler_loop: HandlerLoop, executor: ThreadPoolExecutor) -> None:
+        super().__init__(registry, executor=executor, default_retry=DEFAULT_RETRY)
+        self.handler_loop = handler_loop
+
+    async def run(self, claim: Claim, context: JobContext) -> Outcome:
+        if not self.runs_async(claim.job):
+            return await super().run(claim, context)
+        attempt = functools.partial(Runner.run, self, claim, context)
+        return await self.handler_loop.submit(attempt).result()
+
+
 @pytest.fixture(params=["current loop", "handler loop"])
 async def runner(
     request: pytest.FixtureRequest, executor: ThreadPoolExecutor
@@ -197,9 +212,7 @@ async def runner(
         return
     handler_loop = HandlerLoop()
     handler_loop.start()
-    yield Runner(
-        registry, executor=executor, handler_loop=handler_loop, default_retry=DEFAULT_RETRY
-    )
+    yield RunnerOnHandlerLoop(handler_loop, executor)
     assert await handler_loop.stop(timeout=30)
 
 
@@ -256,29 +269,10 @@ async def test_a_handler_sees_the_callers_context_variables(runner: Runner, task
     assert outcome == Completed("req-42")
 
 
-async def test_with_a_handler_loop_async_handlers_run_off_the_callers_thread(
-    executor: ThreadPoolExecutor,
-) -> None:
-    handler_loop = HandlerLoop()
-    handler_loop.start()
-    runner = Runner(
-        registry, executor=executor, handler_loop=handler_loop, default_retry=DEFAULT_RETRY
-    )
-    outcome, _ = await run(runner, make_claim("async_thread_id"))
-    await handler_loop.stop(timeout=30)
-    assert isinstance(outcome, Completed)
-    assert outcome.result != threading.get_ident()
-
-
-async def test_a_stopped_handler_loop_releases_the_job(executor: ThreadPoolExecutor) -> None:
-    handler_loop = HandlerLoop()
-    handler_loop.start()
-    await handler_loop.stop(timeout=30)
-    runner = Runner(
-        registry, executor=executor, handler_loop=handler_loop, default_retry=DEFAULT_RETRY
-    )
-    outcome, _ = await run(runner, make_claim("square_sum", {"numbers": [1]}))
-    assert outcome == Released()
+async def test_only_async_tasks_count_as_async(runner: Runner) -> None:
+    assert runner.runs_async(make_claim("square_sum").job)
+    assert not runner.runs_async(make_claim("thread_id").job)
+    assert not runner.runs_async(make_claim("no_such_task").job)
 
 
 async def test_results_are_stored_as_json(runner: Runner) -> None:

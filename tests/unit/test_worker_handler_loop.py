@@ -14,7 +14,7 @@ import pytest
 
 from conveyor.config import EventLoopChoice
 from conveyor.runtime.event_loops import loop_factory, loop_name
-from conveyor.runtime.handler_loop import HandlerLoop
+from conveyor.runtime.handler_loop import HandlerCall, HandlerLoop
 
 WAIT = 30.0
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="unset")
@@ -127,6 +127,46 @@ async def test_a_handler_that_catches_the_cancellation_keeps_its_result(
     await asyncio.to_thread(started.wait, WAIT)
     waiting.cancel()
     assert await waiting == "finished anyway"
+
+
+async def test_a_caller_without_a_task_hears_of_the_end_and_can_cancel(
+    handler_loop: HandlerLoop,
+) -> None:
+    """As the worker runs attempts: `when_done` on the caller's loop, `cancel()`, `outcome()`."""
+    started, cleaned_up = threading.Event(), threading.Event()
+    ended: asyncio.Queue[HandlerCall[str]] = asyncio.Queue()
+
+    async def hold() -> str:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await asyncio.sleep(0.05)
+            cleaned_up.set()
+        return "never"
+
+    async def answer() -> str:
+        return "42"
+
+    async def fail() -> str:
+        raise ValueError("boom")
+
+    calls = [handler_loop.submit(handler) for handler in (answer, fail, hold)]
+    for call in calls:
+        call.when_done(ended.put_nowait)
+    assert (await asyncio.wait_for(ended.get(), WAIT)).outcome() == "42"
+    with pytest.raises(ValueError, match="boom"):
+        (await asyncio.wait_for(ended.get(), WAIT)).outcome()
+
+    await asyncio.to_thread(started.wait, WAIT)
+    holding = calls[2]
+    holding.cancel()
+    cancelled = await asyncio.wait_for(ended.get(), WAIT)
+    assert cancelled is holding
+    assert cleaned_up.is_set()  # heard of only once the handler has unwound
+    with pytest.raises(asyncio.CancelledError):
+        cancelled.outcome()
+    cancelled.cancel()  # once done, a cancel changes nothing
 
 
 async def test_stopping_while_a_handler_blocks_releases_its_caller(

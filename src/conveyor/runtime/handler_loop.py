@@ -10,12 +10,13 @@ healthy job would be rescued while it runs (DESIGN §1.7); on PostgreSQL it hold
 locks. So async handlers run here, and the control loop runs no handler code.
 
 Awaiting `HandlerLoop.submit(handler).result()` on the control loop behaves like awaiting
-the handler right there:
+the handler right there (and a caller that would rather not hold a task of its own per call,
+as the worker, registers `when_done` and reads `outcome()` there, and calls `cancel()`):
 
 * the handler runs with a copy of the caller's contextvars;
-* cancelling the awaiting task cancels the handler's task and then waits it out, so a
-  handler that catches the cancellation and returns still has its result, and one that
-  unwinds gets to finish its cleanup first;
+* cancelling the awaiting task (or `cancel()`) cancels the handler's task and then waits
+  it out, so a handler that catches the cancellation and returns still has its result, and
+  one that unwinds gets to finish its cleanup first;
 * what the handler raises is raised to the caller, `SystemExit` and `KeyboardInterrupt`
   included, never out of the handler loop (which keeps serving the other handlers).
 """
@@ -151,8 +152,22 @@ class HandlerCall(Generic[T]):
                 await waiter
             except asyncio.CancelledError:
                 self._outcome.remove_done_callback(wake)
-                self._cancel()
+                self.cancel()
         return self._outcome.result()
+
+    def outcome(self) -> T:
+        """Once done: what the handler returned; raises what it raised (CancelledError if
+        it was cancelled or abandoned)."""
+        return self._outcome.result()
+
+    def cancel(self) -> None:
+        """Cancel the handler's task; its outcome follows once the handler has unwound."""
+        if self._outcome.done():
+            return
+        try:
+            self._inbox.post(self._cancel_task)
+        except RuntimeError:  # the handler loop is closed: nothing will answer
+            self.abandon()
 
     def abandon(self) -> None:
         """Stop waiting for a handler loop that will never answer: result() is cancelled."""
@@ -160,12 +175,6 @@ class HandlerCall(Generic[T]):
 
     def when_done(self, callback: Callable[[HandlerCall[T]], object]) -> None:
         self._outcome.add_done_callback(lambda _outcome: callback(self))
-
-    def _cancel(self) -> None:
-        try:
-            self._inbox.post(self._cancel_task)
-        except RuntimeError:  # the handler loop is closed: nothing will answer
-            self.abandon()
 
     # On the handler loop -------------------------------------------------------------
     def _start(self, handler: Callable[[], Awaitable[T]], context: contextvars.Context) -> None:

@@ -6,11 +6,12 @@ settles the outcome under the claim's fencing token.
 
 Decisions worth knowing:
 
-* Async handlers run on `handler_loop` (the worker's own thread and loop, so that a
-  handler blocking its loop cannot stall the worker: see handler_loop.py), or on the
-  current loop when there is none; plain functions run in `executor`. Either way they see
-  the caller's contextvars. A thread cannot be killed, so when a plain function runs past
-  its time limit the runner calls `context.mark_cancelled()` (cooperative code polls
+* Async handlers run on the loop `run` is awaited on; plain functions run in `executor`.
+  Either way they see the caller's contextvars. The worker runs each attempt of an async
+  task as one task of its handler loop (a thread and loop of its own, so that a handler
+  blocking its loop cannot stall the worker: see handler_loop.py), binding and result
+  conversion included. A thread cannot be killed, so when a plain function runs past its
+  time limit the runner calls `context.mark_cancelled()` (cooperative code polls
   `ctx.cancelled`) and returns the JobTimeout outcome at once; the thread keeps its
   executor slot until the function returns, and its late result is discarded.
 * `asyncio.CancelledError` propagates when the run's task was cancelled (lease lost, user
@@ -19,8 +20,8 @@ Decisions worth knowing:
 * A handler's `SystemExit` is recorded as a failed attempt (following the retry policy)
   rather than stopping the worker and every other job in it. `KeyboardInterrupt` and other
   BaseExceptions propagate.
-* An executor or handler loop that was already shut down refuses the call; the job is
-  `Released`, since a stopping worker is not the job's fault.
+* An executor that was already shut down refuses the call; the job is `Released`, since a
+  stopping worker is not the job's fault.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import functools
 import math
 import random
 import traceback
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic_core import to_jsonable_python
@@ -43,7 +44,6 @@ from conveyor.core.outcome import Completed, Failed, Outcome, Released
 from conveyor.core.retry import RetryPolicy, decide
 from conveyor.ports import Claim
 from conveyor.runtime.context import JobContext
-from conveyor.runtime.handler_loop import HandlerLoop
 from conveyor.runtime.registry import Task, TaskRegistry
 from conveyor.runtime.submission import json_problems
 
@@ -56,7 +56,7 @@ class ResultNotSerializable(NonRetryableError):
 
 
 class _ExecutorClosed(Exception):
-    """The thread pool or handler loop was shut down before the call could be scheduled."""
+    """The thread pool was shut down before the call could be scheduled."""
 
 
 class Runner:
@@ -67,14 +67,12 @@ class Runner:
         registry: TaskRegistry,
         *,
         executor: concurrent.futures.Executor,
-        handler_loop: HandlerLoop | None = None,
         default_retry: RetryPolicy,
         default_timeout: float | None = None,
         jitter: Callable[[], float] = random.random,
     ) -> None:
         self.registry = registry
         self.executor = executor
-        self.handler_loop = handler_loop
         self.default_retry = default_retry
         self.default_timeout = default_timeout
         self.jitter = jitter
@@ -128,19 +126,9 @@ class Runner:
             ) from None
 
     async def _call(self, task: Task[..., Any], arguments: Mapping[str, Any]) -> Any:
-        call = functools.partial(task.function, **arguments)
         if task.is_async:
-            return await self._call_async(call)
-        return await self._call_in_thread(call)
-
-    async def _call_async(self, call: Callable[[], Awaitable[Any]]) -> Any:
-        if self.handler_loop is None:
-            return await call()
-        try:
-            handler = self.handler_loop.submit(call)
-        except RuntimeError as error:
-            raise _ExecutorClosed from error
-        return await handler.result()
+            return await task.function(**arguments)
+        return await self._call_in_thread(functools.partial(task.function, **arguments))
 
     async def _call_in_thread(self, call: Callable[[], Any]) -> Any:
         loop = asyncio.get_running_loop()
@@ -150,6 +138,11 @@ class Runner:
         except RuntimeError as error:
             raise _ExecutorClosed from error
         return await future
+
+    def runs_async(self, job: Job) -> bool:
+        """Whether the job's task is an async function (an unknown task is not)."""
+        task = self.registry.get(job.task)
+        return task is not None and task.is_async
 
     def time_limit(self, task: Task[..., Any], job: Job) -> float | None:
         """The job's own timeout wins over its task's, which wins over the default."""

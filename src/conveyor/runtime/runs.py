@@ -24,6 +24,7 @@ from enum import IntEnum
 from conveyor.core.outcome import Cancelled, Completed, Failed, Outcome, Released, Retrying
 from conveyor.ports import Claim
 from conveyor.runtime.context import JobContext
+from conveyor.runtime.handler_loop import HandlerCall
 
 log = logging.getLogger("conveyor.jobs")
 
@@ -42,7 +43,7 @@ class StopReason(IntEnum):
 class Run:
     claim: Claim
     context: JobContext
-    task: asyncio.Task[None] | None = None
+    task: asyncio.Task[None] | HandlerCall[Outcome] | None = None  # what stop() cancels
     stop_reason: StopReason | None = None
     concluded: bool = False  # its outcome was decided: settled, or its lease let go
     started: float = field(default_factory=time.monotonic)
