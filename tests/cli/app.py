@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 
 from conveyor import Conveyor, JobContext
 
@@ -29,3 +30,9 @@ async def stages(seconds: float, ctx: JobContext) -> str:
     ctx.progress(60, "rendering")
     await asyncio.sleep(seconds / 2)
     return "rendered"
+
+
+@app.task(name="cli.frozen_objects")
+async def frozen_objects() -> int:
+    """How many objects the worker's process froze out of the collector's full passes."""
+    return gc.get_freeze_count()

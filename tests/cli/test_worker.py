@@ -64,6 +64,19 @@ def test_a_worker_runs_enqueued_jobs_and_stops_gracefully_on_sigterm(
     assert "Traceback" not in worker.log()
 
 
+def test_a_worker_process_freezes_its_start_up_heap_once_ready(
+    cli: Cli, store_helper: StoreHelper, start_command: StartCommand
+) -> None:
+    """Full collections skip what start-up made (cli/heap.py): it froze a whole app's worth."""
+    worker = start_command("worker", "--app", TEST_APP)
+    wait_for_workers(store_helper, worker, 1)
+
+    result = cli("enqueue", "cli.frozen_objects", "--wait", "--wait-timeout", "60")
+
+    assert result.exit_code == 0, result.output + worker.log()
+    assert int(result.stdout.splitlines()[1]) > 10_000
+
+
 def test_watch_follows_a_job_that_a_worker_runs(
     cli: Cli, store_helper: StoreHelper, start_command: StartCommand
 ) -> None:

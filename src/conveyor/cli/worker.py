@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from conveyor.cli import heap
 from conveyor.cli.facade import application, check_store, describe_database, global_options, run
 from conveyor.cli.logs import LogLevel, LogLevelOption, configure_logging
 from conveyor.client import Conveyor
@@ -112,14 +113,21 @@ def run_one_worker(app: Conveyor, options: WorkerOptions) -> None:
         describe_database(app.settings.database_url),
         event_loops.loop_name(app.settings.event_loop),
     )
-    run(
-        app,
-        lambda app: app.run_worker(
-            queues=options.queues,
-            concurrency=options.concurrency,
-            with_monitor=options.with_monitor,
-        ),
+    run(app, lambda app: serve(app, options))
+
+
+async def serve(app: Conveyor, options: WorkerOptions) -> None:
+    """`app.run_worker()`, with the process's start-up heap frozen once it is ready."""
+    worker = await app.build_worker(
+        queues=options.queues, concurrency=options.concurrency, with_monitor=options.with_monitor
     )
+    uninstall = install_signal_handlers(worker)
+    freezing = asyncio.create_task(heap.freeze_once(worker.ready))
+    try:
+        await worker.run()
+    finally:
+        freezing.cancel()
+        uninstall()
 
 
 def supervise(app: Conveyor, child_command: list[str], processes: int) -> None:
