@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, insert, text
+from sqlalchemy import Connection, insert, inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from conveyor.core.job import JobState, NewJob
@@ -120,3 +120,26 @@ async def _jobs_table_options(engine: AsyncEngine) -> list[str]:
 
 def _downgrade_to(connection: Connection, revision: str) -> None:
     command.downgrade(_alembic(connection), revision)
+
+
+async def test_the_unread_index_of_running_jobs_by_worker_is_dropped_and_the_downgrade_restores_it(
+    empty_url: str,
+) -> None:
+    await upgrade(empty_url)
+    engine = create_engine(empty_url)
+    try:
+        assert "ix_conveyor_jobs_held" not in await _jobs_indexes(engine)
+        assert "ix_conveyor_jobs_leases" in await _jobs_indexes(engine)
+        async with engine.begin() as connection:
+            await connection.run_sync(_downgrade_to, "0003")
+        assert "ix_conveyor_jobs_held" in await _jobs_indexes(engine)
+    finally:
+        await engine.dispose()
+
+
+async def _jobs_indexes(engine: AsyncEngine) -> set[str]:
+    def names(connection: Connection) -> set[str]:
+        return {str(index["name"]) for index in inspect(connection).get_indexes("conveyor_jobs")}
+
+    async with engine.connect() as connection:
+        return await connection.run_sync(names)

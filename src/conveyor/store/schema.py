@@ -202,12 +202,6 @@ jobs = Table(
         sqlite_where=text("state = 'running'"),
     ),
     Index(
-        "ix_conveyor_jobs_held",
-        "worker_id",
-        postgresql_where=text("state = 'running'"),
-        sqlite_where=text("state = 'running'"),
-    ),
-    Index(
         "ix_conveyor_jobs_finished",
         "finished_at",
         postgresql_where=text(f"state IN ({_TERMINAL})"),
