@@ -30,7 +30,7 @@ import functools
 import logging
 import threading
 from collections.abc import Awaitable, Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from conveyor.runtime.cross_thread import CrossThreadCalls
 from conveyor.runtime.event_loops import LoopFactory
@@ -119,11 +119,25 @@ class HandlerLoop:
 
 
 class HandlerCall(Generic[T]):
-    """One handler running as a task of the handler loop, awaited from the control loop.
+    """One handler running as a task of the handler loop, followed from the control loop.
 
-    Its outcome is a future of the control loop, completed there (through `outbox`) when
-    the handler's task ends; the handler loop hears of it through `inbox`.
+    Its outcome is recorded on the control loop (through `outbox`) when the handler's task
+    ends, and the `when_done` callbacks run there and then; the handler loop hears of a
+    cancel through `inbox`. No future or task of the control loop is made unless someone
+    awaits `result()`: the worker follows thousands of calls a second by callback alone.
     """
+
+    __slots__ = (
+        "_callbacks",
+        "_cancelled",
+        "_done",
+        "_error",
+        "_handler_loop",
+        "_inbox",
+        "_outbox",
+        "_result",
+        "_task",
+    )
 
     def __init__(
         self,
@@ -135,34 +149,44 @@ class HandlerCall(Generic[T]):
         self._handler_loop = handler_loop
         self._inbox = inbox
         self._outbox = outbox
-        self._outcome: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._task: asyncio.Task[None] | None = None  # set and used on the handler loop
-        context = contextvars.copy_context()
-        inbox.post(self._start, handler, context)
+        self._done = False
+        self._result: T | None = None
+        self._error: BaseException | None = None
+        self._cancelled = False
+        self._callbacks: list[Callable[[HandlerCall[T]], object]] = []
+        inbox.post(self._start, handler, contextvars.copy_context())
 
     async def result(self) -> T:
         """What the handler returned or raised; a cancellation is passed on and waited out."""
-        while not self._outcome.done():
+        while not self._done:
             # Awaited through a waiter of its own, so that cancelling the caller cancels
-            # the waiter, not the outcome. (asyncio.wait does the same with more per call.)
+            # the waiter, and the call goes on until the handler has unwound.
             waiter = asyncio.get_running_loop().create_future()
             wake = functools.partial(_resolve, waiter)
-            self._outcome.add_done_callback(wake)
+            self._callbacks.append(wake)
             try:
                 await waiter
             except asyncio.CancelledError:
-                self._outcome.remove_done_callback(wake)
+                if wake in self._callbacks:
+                    self._callbacks.remove(wake)
                 self.cancel()
-        return self._outcome.result()
+        return self.outcome()
 
     def outcome(self) -> T:
         """Once done: what the handler returned; raises what it raised (CancelledError if
         it was cancelled or abandoned)."""
-        return self._outcome.result()
+        if not self._done:
+            raise asyncio.InvalidStateError("the handler has not ended yet")
+        if self._cancelled:
+            raise asyncio.CancelledError
+        if self._error is not None:
+            raise self._error
+        return cast(T, self._result)
 
     def cancel(self) -> None:
         """Cancel the handler's task; its outcome follows once the handler has unwound."""
-        if self._outcome.done():
+        if self._done:
             return
         try:
             self._inbox.post(self._cancel_task)
@@ -170,11 +194,15 @@ class HandlerCall(Generic[T]):
             self.abandon()
 
     def abandon(self) -> None:
-        """Stop waiting for a handler loop that will never answer: result() is cancelled."""
-        self._outcome.cancel()
+        """Stop waiting for a handler loop that will never answer: it ends as cancelled."""
+        self._settle(None, None, True)
 
     def when_done(self, callback: Callable[[HandlerCall[T]], object]) -> None:
-        self._outcome.add_done_callback(lambda _outcome: callback(self))
+        """Call `callback(self)` on the control loop once the call has ended (now if it has)."""
+        if self._done:
+            callback(self)
+        else:
+            self._callbacks.append(callback)
 
     # On the handler loop -------------------------------------------------------------
     def _start(self, handler: Callable[[], Awaitable[T]], context: contextvars.Context) -> None:
@@ -204,18 +232,21 @@ class HandlerCall(Generic[T]):
             self._outbox.post(self._settle, result, error, cancelled)
 
     # On the control loop -------------------------------------------------------------
-    def _settle(self, result: T, error: BaseException | None, cancelled: bool) -> None:
-        if self._outcome.done():  # abandoned meanwhile
+    def _settle(self, result: T | None, error: BaseException | None, cancelled: bool) -> None:
+        if self._done:  # abandoned meanwhile
             return
-        if cancelled:
-            self._outcome.cancel()
-        elif error is not None:
-            self._outcome.set_exception(error)
-        else:
-            self._outcome.set_result(result)
+        self._done, self._result, self._error, self._cancelled = True, result, error, cancelled
+        callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            try:
+                callback(self)
+            except Exception as failure:  # one failing callback must not skip the others
+                asyncio.get_running_loop().call_exception_handler(
+                    {"message": f"a callback of {self!r} failed", "exception": failure}
+                )
 
 
-def _resolve(waiter: asyncio.Future[None], _outcome: object) -> None:
+def _resolve(waiter: asyncio.Future[None], _call: object) -> None:
     if not waiter.done():
         waiter.set_result(None)
 
