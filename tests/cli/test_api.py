@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import re
 import socket
 from collections.abc import Iterator
@@ -10,6 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from conveyor import Conveyor
+from conveyor.cli.serving import ApiServer, bind_listener, wait_until_ready
+from conveyor.config import load_settings
 from tests.cli.conftest import UNREACHABLE_POSTGRES, Cli
 from tests.cli.processes import FAST_SETTINGS, wait_until
 from tests.processes import ConveyorProcess
@@ -122,3 +127,25 @@ def test_an_unreachable_store_is_reported_by_readiness_not_fatal(tmp_path: Path)
         assert process.terminate() == 0, process.log()
     finally:
         process.stop()
+
+
+async def test_the_api_server_freezes_its_start_up_heap_once_started(sqlite_url: str) -> None:
+    """Full collections skip what start-up made (cli/heap.py): a request no longer waits
+    behind a walk of the whole application."""
+    from conveyor.api.app import create_app
+
+    settings = load_settings(database_url=sqlite_url)
+    app = Conveyor(settings)
+    await app.migrate()
+    listener = bind_listener("127.0.0.1", 0)
+    server = ApiServer(create_app(settings, conveyor=app), listener)
+    assert gc.get_freeze_count() == 0
+    serving = asyncio.create_task(server.serve())
+    try:
+        await wait_until_ready(listener, timeout=30)
+        assert gc.get_freeze_count() > 10_000
+    finally:
+        server.request_stop()
+        await serving
+        await app.close()
+        gc.unfreeze()  # this test's process is pytest's: give its heap back to the collector

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import uvicorn
 
 from conveyor.api.shutdown import begin_shutdown
+from conveyor.cli import heap
 from conveyor.cli.errors import CommandFailed
 from conveyor.core.errors import ConfigError
 
@@ -38,11 +39,17 @@ _LOOPBACK = {"0.0.0.0": "127.0.0.1", "::": "::1"}
 
 
 class _Server(uvicorn.Server):
-    """uvicorn's server without its signal handlers: the command installs its own."""
+    """uvicorn's server without its signal handlers (the command installs its own), which
+    freezes the process's start-up heap once the app has started (see heap.py)."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            heap.freeze()
 
 
 class ApiServer:
