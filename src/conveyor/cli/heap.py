@@ -7,10 +7,10 @@ with every other job and request waiting, and what a busy process allocates per 
 request triggers one every few thousand. `gc.freeze()` moves what exists at that moment
 to a permanent generation that collections skip; a full pass then takes 1-2 ms.
 
-Measured on the benchmark VM: draining 20 000 no-op jobs with 2 workers on PostgreSQL,
-each worker spent ~0.6 s of its ~3.5 s of CPU in 6 full passes, and 20-30 % less CPU per
-job once frozen; `bench.http` on PostgreSQL went from 990-1 083 to 1 192-1 235 requests/s,
-its p99 from 127-157 ms to 68-91 ms.
+Measured on the benchmark VM: draining 40 000 no-op jobs with 2 workers on PostgreSQL,
+each worker spent 0.46-0.88 s of its 3.1-4.2 s of CPU in 5-7 full passes (three of them
+during start-up), and 20-30 % less CPU per job once frozen; `bench.http` on PostgreSQL
+went from 990-1 083 to 1 192-1 235 requests/s, its p99 from 127-157 ms to 68-91 ms.
 
 Only in processes Conveyor owns (`conveyor worker`, `conveyor api`, `conveyor up`):
 inside an application's own process (`await app.run_worker()`) the application decides how
