@@ -8,7 +8,7 @@ import asyncio
 import contextvars
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
@@ -37,6 +37,23 @@ async def handler_loop(new_handler_loop: Callable[[], HandlerLoop]) -> AsyncIter
     loop.start()
     yield loop
     assert await loop.stop(timeout=WAIT)
+
+
+def held_until_cancelled(
+    started: threading.Event, cleaned_up: threading.Event
+) -> Callable[[], Awaitable[str]]:
+    """A handler that waits until it is cancelled, then takes a moment to clean up."""
+
+    async def hold() -> str:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await asyncio.sleep(0.05)
+            cleaned_up.set()
+        return "never"
+
+    return hold
 
 
 async def test_a_handler_runs_on_the_handler_thread_with_the_callers_context(
@@ -93,14 +110,7 @@ async def test_cancelling_the_caller_cancels_the_handler_and_waits_for_its_clean
     handler_loop: HandlerLoop,
 ) -> None:
     started, cleaned_up = threading.Event(), threading.Event()
-
-    async def hold() -> None:
-        started.set()
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await asyncio.sleep(0.05)
-            cleaned_up.set()
+    hold = held_until_cancelled(started, cleaned_up)
 
     waiting = asyncio.create_task(handler_loop.submit(hold).result())
     await asyncio.to_thread(started.wait, WAIT)
@@ -135,15 +145,7 @@ async def test_a_caller_without_a_task_hears_of_the_end_and_can_cancel(
     """As the worker runs attempts: `when_done` on the caller's loop, `cancel()`, `outcome()`."""
     started, cleaned_up = threading.Event(), threading.Event()
     ended: asyncio.Queue[HandlerCall[str]] = asyncio.Queue()
-
-    async def hold() -> str:
-        started.set()
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await asyncio.sleep(0.05)
-            cleaned_up.set()
-        return "never"
+    hold = held_until_cancelled(started, cleaned_up)
 
     async def answer() -> str:
         return "42"
