@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from conveyor.core.errors import InvalidSubmission
-from conveyor.store.ids import new_job_id, new_lease_token
+from conveyor.store.ids import new_job_id, new_job_ids, new_lease_token
 from conveyor.store.rows import decode_cursor, encode_cursor
 
 
@@ -18,6 +18,19 @@ def test_job_ids_are_version_7_uuids_in_creation_order() -> None:
     assert ids == sorted(ids)
     assert len(set(ids)) == len(ids)
     assert {uuid.UUID(job_id).version for job_id in ids} == {7}
+
+
+def test_ids_made_in_a_batch_keep_the_order_of_those_made_one_at_a_time() -> None:
+    # More ids than the 12-bit counter holds in one millisecond: the batch runs on into the
+    # next millisecond instead of wrapping around.
+    ids = [new_job_id(), *new_job_ids(5000), new_job_id(), *new_job_ids(1), *new_job_ids(0)]
+
+    assert len(ids) == 5003
+    assert ids == sorted(ids)
+    assert len(set(ids)) == len(ids)
+    assert {uuid.UUID(job_id).version for job_id in ids} == {7}
+    assert {uuid.UUID(job_id).variant for job_id in ids} == {uuid.RFC_4122}
+    assert all(str(uuid.UUID(job_id)) == job_id for job_id in ids)  # canonical form
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
