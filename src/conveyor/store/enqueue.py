@@ -30,6 +30,7 @@ from conveyor.ports import CounterEvent, Enqueued
 from conveyor.store.counters import Tally, added_to_counters, random_shard, record
 from conveyor.store.expressions import (
     Kind,
+    batch_columns,
     batch_parameters,
     batch_table,
     dialect_insert,
@@ -37,7 +38,7 @@ from conveyor.store.expressions import (
     shared_field,
     shared_parameters,
 )
-from conveyor.store.ids import new_job_id
+from conveyor.store.ids import new_job_ids
 from conveyor.store.notify import returning_with_wake_ups
 from conveyor.store.rows import job_from_values
 from conveyor.store.schema import db_now, db_now_plus, jobs
@@ -62,7 +63,7 @@ _SUBMITTED = {
 # What differs between the jobs of one `enqueue_many` call (one task, one set of options).
 _PER_JOB = {key: _SUBMITTED[key] for key in ("id", "args")}
 _SHARED = {key: kind for key, kind in _SUBMITTED.items() if key not in _PER_JOB}
-_shared_of = operator.itemgetter(*_SHARED)  # a submitted row's shared fields, as a tuple
+_shared_of = operator.attrgetter(*_SHARED)  # a submitted job's shared fields, as a tuple
 
 _KEYS = {"tenant": Kind.TEXT, "idempotency_key": Kind.TEXT}
 _SHARD = "counter_shard"
@@ -79,22 +80,31 @@ async def insert_jobs(statements: Statements, submitted: Sequence[NewJob]) -> li
     if not submitted:
         return []
     dialect = statements.dialect
-    ids = [new_job_id() for _ in submitted]
-    rows = [_submitted_row(job_id, job) for job_id, job in zip(ids, submitted, strict=True)]
+    ids = new_job_ids(len(submitted))
     if dialect == "postgresql":
-        alike = _all_alike(rows)
-        if alike:
-            parameters = batch_parameters(dialect, "submitted", _PER_JOB, rows)
-            parameters |= shared_parameters("submitted", _SHARED, rows[0])
+        if _all_alike(submitted):
+            parameters = batch_columns(
+                "submitted", _PER_JOB, {"id": ids, "args": [_plain(job.args) for job in submitted]}
+            )
+            parameters |= shared_parameters(
+                "submitted", _SHARED, _submitted_row(ids[0], submitted[0])
+            )
+            parameters[_SHARD] = random_shard()
+            if submitted[0].idempotency_key is None:
+                return await _insert_alike_without_keys(statements, submitted, ids, parameters)
+            statement = _insert_counted_notified(alike=True)
         else:
+            rows = map(_submitted_row, ids, submitted)
             parameters = batch_parameters(dialect, "submitted", _SUBMITTED, rows)
-        parameters[_SHARD] = random_shard()
-        result = await statements.fetch(_insert_counted_notified(alike), parameters)
+            parameters[_SHARD] = random_shard()
+            statement = _insert_counted_notified(alike=False)
+        result = await statements.fetch(statement, parameters)
     else:
+        rows = map(_submitted_row, ids, submitted)
         parameters = batch_parameters(dialect, "submitted", _SUBMITTED, rows)
         result = await statements.fetch(_insert_statement(dialect), parameters)
     by_id = dict(zip(ids, submitted, strict=True))
-    created = {row["id"]: _stored_job(by_id[row["id"]], row) for row in result}
+    created = {row["id"]: _stored_job(row["id"], by_id[row["id"]], row) for row in result}
     if dialect != "postgresql":  # PostgreSQL's statement counted them itself
         tally = Tally()
         for job in created.values():
@@ -107,7 +117,26 @@ async def insert_jobs(statements: Statements, submitted: Sequence[NewJob]) -> li
     ]
 
 
-def _stored_job(submitted: NewJob, row: RowValues) -> Job:
+async def _insert_alike_without_keys(
+    statements: Statements, submitted: Sequence[NewJob], ids: list[str], parameters: dict[str, Any]
+) -> list[Enqueued]:
+    """PostgreSQL, jobs of one enqueue_many call without an idempotency key: every job is
+    created (no key can conflict), and the database gives them all the same state and
+    instants (same options, one transaction's clock), so one row of the statement tells
+    them all. A row per job cost the client more to decode than anything else it did
+    for the job after building it."""
+    (summary,) = await statements.fetch(
+        _insert_counted_notified(alike=True, summarized=True), parameters
+    )
+    if summary["created"] != len(submitted):
+        raise RuntimeError(f"{summary['created']} jobs stored of {len(submitted)} submitted")
+    return [
+        Enqueued(_stored_job(job_id, job, summary), True)
+        for job_id, job in zip(ids, submitted, strict=True)
+    ]
+
+
+def _stored_job(job_id: str, submitted: NewJob, row: RowValues) -> Job:
     """The job as the INSERT stored it: what the producer sent, and what the database set.
 
     Reading every column back cost more than the insert (a wider row to send, and three
@@ -115,7 +144,7 @@ def _stored_job(submitted: NewJob, row: RowValues) -> Job:
     row holds as its JSON text.
     """
     return Job(
-        id=row["id"],
+        id=job_id,
         task=submitted.task,
         queue=submitted.queue,
         state=JobState(row["state"]),
@@ -132,11 +161,11 @@ def _stored_job(submitted: NewJob, row: RowValues) -> Job:
     )
 
 
-def _all_alike(rows: Sequence[Mapping[str, Any]]) -> bool:
-    """Whether the submitted rows differ in their `_PER_JOB` fields alone, as the jobs of one
+def _all_alike(submitted: Sequence[NewJob]) -> bool:
+    """Whether the jobs differ in their `_PER_JOB` fields alone, as those of one
     enqueue_many call do."""
-    first = _shared_of(rows[0])
-    return all(_shared_of(row) == first for row in rows[1:])
+    first = _shared_of(submitted[0])
+    return all(_shared_of(job) == first for job in submitted[1:])
 
 
 def _submitted_row(job_id: str, job: NewJob) -> dict[str, Any]:
@@ -146,15 +175,21 @@ def _submitted_row(job_id: str, job: NewJob) -> dict[str, Any]:
         "task": job.task,
         "queue": job.queue,
         "priority": job.priority,
-        "args": dict(job.args),
+        "args": _plain(job.args),
         "max_attempts": job.max_attempts,
         "timeout": job.timeout,
         "delay": job.delay,
         "run_at": job.run_at,
         "idempotency_key": job.idempotency_key,
-        "tags": list(job.tags),
+        "tags": job.tags,
         "fingerprint": job.fingerprint,
     }
+
+
+def _plain(args: Mapping[str, Any]) -> dict[str, Any]:
+    """The arguments as a dict, the only mapping the JSON encoder takes; a submission's
+    arguments are one already (validation made them), and are not copied per job again."""
+    return args if type(args) is dict else dict(args)
 
 
 @cache
@@ -187,9 +222,12 @@ def _insert_statement(dialect: str, alike: bool = False) -> Insert:
 
 
 @cache
-def _insert_counted_notified(alike: bool) -> Select[Any]:
+def _insert_counted_notified(alike: bool, summarized: bool = False) -> Select[Any]:
     """PostgreSQL: the insert, its `enqueued` counts and its wake-ups in one statement, so
     that a submission costs one round trip (five as separate statements in a transaction).
+
+    `summarized`: one row for all the inserted jobs (how many, and the state and instants
+    the first of them got) instead of a row per job.
     """
     inserted = _insert_statement("postgresql", alike).cte("inserted")
     per_queue = (
@@ -204,7 +242,15 @@ def _insert_counted_notified(alike: bool) -> Select[Any]:
         .order_by(inserted.c.queue)  # key order: see counters.py
     )
     counted = added_to_counters("postgresql", per_queue).cte("counted")
-    return returning_with_wake_ups(inserted, counted)
+    if not summarized:
+        return returning_with_wake_ups(inserted, counted)
+    summary = (
+        func.count().label("created"),
+        func.min(inserted.c.state).label("state"),
+        func.min(inserted.c.run_at).label("run_at"),
+        func.min(inserted.c.created_at).label("created_at"),
+    )
+    return returning_with_wake_ups(inserted, counted, columns=summary)
 
 
 def _job_values(submitted: Mapping[str, ColumnElement[Any]]) -> dict[str, Any]:

@@ -182,15 +182,25 @@ def batch_parameters(
     """The bound values of `batch_table(dialect, name, columns)` holding `rows`."""
     if dialect == "postgresql":
         listed = list(rows)
-        return {
-            _field_parameter(name, key): _encoded_field(kind, [row.get(key) for row in listed])
-            for key, kind in columns.items()
-        }
+        return batch_columns(
+            name, columns, {key: [row.get(key) for row in listed] for key in columns}
+        )
     encoded = [
         {key: _encoded(dialect, kind, row.get(key)) for key, kind in columns.items()}
         for row in rows
     ]
     return {_batch_parameter(name): encoded}
+
+
+def batch_columns(
+    name: str, columns: Mapping[str, Kind], values: Mapping[str, list[Any]]
+) -> dict[str, Any]:
+    """PostgreSQL: `batch_parameters` from one list of values per column, for a caller that
+    has its batch as columns already (no row mappings to build and take apart)."""
+    return {
+        _field_parameter(name, key): _encoded_field(kind, values[key])
+        for key, kind in columns.items()
+    }
 
 
 def shared_field(name: str, key: str, kind: Kind) -> ColumnElement[Any]:
