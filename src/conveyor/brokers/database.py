@@ -110,8 +110,8 @@ class DatabaseBroker:
 
     async def announce(self, ready: Sequence[ReadyJob]) -> None:
         # On PostgreSQL the NOTIFY arrives too; waking now saves its round trip.
-        for job in ready:
-            self._waiters.wake(job.queue)
+        for queue in {job.queue for job in ready}:  # once per queue, not per job of a batch
+            self._waiters.wake(queue)
 
     async def reconcile(self, *, limit: int) -> Reconciliation:
         return Reconciliation()  # claims read the store itself: nothing can be missing

@@ -91,7 +91,8 @@ class ArgumentModel:
         if not isinstance(args, Mapping):
             raise InvalidArguments(self.task, [FieldError((), wrong_type(["object"], args))])
         try:
-            return self.model.model_validate(dict(args))
+            # A dict is validated as it is (pydantic does not change it); any other mapping as one.
+            return self.model.model_validate(args if type(args) is dict else dict(args))
         except ValidationError as error:
             raise InvalidArguments(self.task, field_errors_from_pydantic(error)) from None
 
