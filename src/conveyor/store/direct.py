@@ -4,18 +4,18 @@ Each of these is one autocommit statement, run thousands of times a second by wo
 producers. Through SQLAlchemy a call cost about 0.35 ms of Python before the server saw it
 (pool checkout, the checkout's liveness query, execution context, result wrapping), more
 than the statement itself. Here the same SQLAlchemy statements are compiled once to
-PostgreSQL text with `$n` parameters, and run on an asyncpg pool, which prepares each text
-once per connection and caches it.
+PostgreSQL text with `$n` parameters, and run on asyncpg connections, each of which
+prepares a text once and caches it.
 
-The pool hands out connections without a liveness query: asyncpg notices a socket the
-server closed (a restart, a terminated backend) and reconnects on acquire. A connection
-that dies during a statement raises at once. When the server's last word was an error
-for the statement (it terminated the backend), or asyncpg refused to start it on a
-connection such an end left unusable, the statement did not happen, and it is run again
-once on a new connection. When the answer was simply lost, it may have been committed:
-calls whose repeat is harmless (claims, which an expired lease returns; renewals,
-settlements and progress, fenced by their lease tokens) are run again; an enqueue is not,
-and reports the failure rather than possibly storing a job twice.
+The pool (direct_pool.py) hands out connections without a liveness query: asyncpg notices a
+socket the server closed (a restart, a terminated backend), and the pool opens a new
+connection in its place. A connection that dies during a statement raises at once. When the
+server's last word was an error for the statement (it terminated the backend), or asyncpg
+refused to start it on a connection such an end left unusable, the statement did not happen,
+and it is run again once on a new connection. When the answer was simply lost, it may have
+been committed: calls whose repeat is harmless (claims, which an expired lease returns;
+renewals, settlements and progress, fenced by their lease tokens) are run again; an enqueue
+is not, and reports the failure rather than possibly storing a job twice.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from sqlalchemy.exc import DatabaseError, DataError, DBAPIError, IntegrityError
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 
+from conveyor.store.direct_pool import DirectPool
 from conveyor.store.engine import ConnectFailed, asyncpg_connect_options, dump_json, load_json
 from conveyor.store.schema import Document, Instant
 from conveyor.store.statements import RowValues
@@ -87,21 +88,15 @@ async def _prepare_connection(connection: asyncpg.Connection) -> None:
         )
 
 
-async def _keep_session(connection: asyncpg.Connection) -> None:
-    """Released connections need no reset: these statements leave no session state (no
-    transaction, LISTEN, SET or advisory lock), and the default reset is a round trip."""
-
-
 class DirectConnections:
-    """An asyncpg pool for the hot calls, opened on first use, in the loop that uses it."""
+    """The direct path's connection pool, made on first use."""
 
     def __init__(self, url: URL, *, size: int, connect_timeout: float) -> None:
         self._options = asyncpg_connect_options(url)
         self._options["timeout"] = connect_timeout
         self._options["server_settings"] = {"application_name": DIRECT_APPLICATION_NAME}
         self._size = size
-        self._pool: asyncpg.Pool | None = None
-        self._opening = asyncio.Lock()  # binds to a loop on first use, not here
+        self._pool: DirectPool | None = None
         self._once = DirectStatements(self, repeatable=False)
         self._repeatable = DirectStatements(self, repeatable=True)
 
@@ -109,18 +104,9 @@ class DirectConnections:
         """`Statements` on this pool; `repeatable`: run again if the connection dies."""
         return self._repeatable if repeatable else self._once
 
-    async def pool(self) -> asyncpg.Pool:
-        if self._pool is not None:
-            return self._pool
-        async with self._opening:
-            if self._pool is None:
-                self._pool = await asyncpg.create_pool(
-                    min_size=0,  # connections open on demand: most processes use a few
-                    max_size=self._size,
-                    init=_prepare_connection,
-                    reset=_keep_session,
-                    **self._options,
-                )
+    def pool(self) -> DirectPool:
+        if self._pool is None:
+            self._pool = DirectPool(self._options, size=self._size, prepare=_prepare_connection)
         return self._pool
 
     async def close(self) -> None:
@@ -148,21 +134,22 @@ class DirectStatements:
     ) -> Sequence[RowValues]:
         compiled = compiled_for_asyncpg(statement)
         arguments = compiled.arguments(parameters or {})
-        pool = await self._connections.pool()
+        pool = self._connections.pool()
         for attempt in (1, 2):
             try:
                 connection = await pool.acquire()
             except Exception as error:  # as SQLAlchemy counts it: no connection, no store
                 raise ConnectFailed(f"connecting failed: {error}") from error
+            reusable = False  # unless the statement ends with an answer from the server
             try:
                 rows: list[RowValues] = await connection.fetch(compiled.sql, *arguments)
+                reusable = True
                 return rows
             except (asyncpg.OperatorInterventionError, asyncpg.InternalClientError):
                 # The server terminated this backend (an idle pooled connection, killed or
                 # restarted): the statement's transaction, if it began, was rolled back.
                 # Or its end, not yet noticed, left the connection in a state where asyncpg
                 # refuses to start the statement: nothing was sent.
-                connection.terminate()
                 if attempt == 2:
                     raise
             except asyncpg.ConnectionDoesNotExistError as error:
@@ -175,10 +162,11 @@ class DirectStatements:
             except asyncpg.PostgresConnectionError:
                 raise
             except asyncpg.PostgresError as error:
+                reusable = True  # the server refused the statement; the session is idle
                 raise _refused(error, compiled) from error
             finally:
-                await pool.release(connection)
-            await pool.expire_connections()  # its idle siblings likely died with it
+                pool.release(connection, reusable=reusable)
+            pool.expire_connections()  # its idle siblings likely died with it
         raise AssertionError("unreachable: the second attempt returns or raises")
 
     async def execute(
