@@ -24,7 +24,6 @@ from sqlalchemy import (
     case,
     false,
     func,
-    literal_column,
     null,
     select,
     update,
@@ -48,6 +47,7 @@ from conveyor.store.expressions import (
     batch_table,
     one_of,
     state_in,
+    state_of_found_rows_in,
 )
 from conveyor.store.ids import new_lease_token
 from conveyor.store.notify import returning_with_wake_ups
@@ -223,12 +223,10 @@ def claim_statement(dialect: str, choice: QueueChoice) -> ReturningUpdate[Any]:
 
 @cache
 def claim_ids_statement(dialect: str) -> ReturningUpdate[Any]:
-    # The jobs are found by primary key, never by reading a ready index: the state test is
-    # written so that no partial index matches it. On a table not analyzed yet (a backlog
-    # just submitted), the planner took the ready index for tiny and read all of it for
-    # 50 ids: 19 ms a claim with 20 000 jobs queued.
-    by_key_only = func.coalesce(jobs.c.state, literal_column("''"))
-    claimable = one_of(by_key_only, sorted(state.value for state in _CLAIM.sources))
+    # The jobs are found by primary key, never by reading a ready index. On a table not
+    # analyzed yet (a backlog just submitted), the planner took the ready index for tiny
+    # and read all of it for 50 ids: 19 ms a claim with 20 000 jobs queued.
+    claimable = state_of_found_rows_in(_CLAIM.sources)
     conditions = (among(dialect, jobs.c.id, "job_ids"), claimable)
     limit = bindparam("limit", type_=Integer)
     chosen = picked(dialect, *conditions, queue_not_paused(), order_by=[jobs.c.id], limit=limit)
@@ -266,7 +264,7 @@ async def renew(
         "claimant": worker_id,
         "lease_seconds": float(lease_seconds),
     }
-    rows = await statements.fetch(_renew_statement(statements.dialect), parameters)
+    rows = await statements.fetch(renew_statement(statements.dialect), parameters)
     return Renewal(
         held=frozenset(row["id"] for row in rows),
         cancel_requested=frozenset(row["id"] for row in rows if row["cancel_requested"]),
@@ -274,13 +272,13 @@ async def renew(
 
 
 @cache
-def _renew_statement(dialect: str) -> ReturningUpdate[Any]:
+def renew_statement(dialect: str) -> ReturningUpdate[Any]:
     return (
         update(jobs)
         .where(
             among(dialect, jobs.c.id, "job_ids"),
             jobs.c.worker_id == bindparam("claimant", type_=Text),
-            state_in([_RUNNING]),
+            state_of_found_rows_in([_RUNNING]),
         )
         .values(lease_expires_at=db_now_plus(bindparam("lease_seconds", type_=Float)))
         .returning(jobs.c.id, jobs.c.cancel_requested)
@@ -319,22 +317,26 @@ async def settle(statements: Statements, settlements: Sequence[Settlement]) -> f
     if not settlements:
         return frozenset()
     dialect = statements.dialect
-    rows = map(_settlement_row, settlements)
-    parameters = batch_parameters(dialect, "settled", _SETTLEMENT, rows)
+    parameters = settle_parameters(dialect, settlements)
     if dialect == "postgresql":
         parameters[_SHARD] = random_shard()
         result = await statements.fetch(_settle_counted_notified(), parameters)
         return frozenset(row["id"] for row in result)
-    result = await statements.fetch(_settle_statement(dialect), parameters)
+    result = await statements.fetch(settle_statement(dialect), parameters)
     await record(statements, _settled_tally(result))
     return frozenset(row["id"] for row in result)
+
+
+def settle_parameters(dialect: str, settlements: Sequence[Settlement]) -> dict[str, Any]:
+    """The bound values of `settle_statement(dialect)` for `settlements`."""
+    return batch_parameters(dialect, "settled", _SETTLEMENT, map(_settlement_row, settlements))
 
 
 @cache
 def _settle_counted_notified() -> Select[Any]:
     """PostgreSQL: the settle, its counts and run times, and its wake-ups (released jobs)
     in one statement, so that writing a batch of outcomes is one round trip."""
-    settled = _settle_statement("postgresql").cte("settled")
+    settled = settle_statement("postgresql").cte("settled")
     tally = settled_tally(settled, _SETTLED_EVENTS, bindparam(_SHARD, type_=Integer))
     counted = added_to_counters("postgresql", tally).cte("counted")
     return returning_with_wake_ups(settled, counted)
@@ -361,7 +363,7 @@ _SETTLED_FROM: frozenset[JobState] = frozenset().union(
 
 
 @cache
-def _settle_statement(dialect: str) -> ReturningUpdate[Any]:
+def settle_statement(dialect: str) -> ReturningUpdate[Any]:
     """Built once per dialect; the batch is bound as in expressions.batch_table."""
     batch = batch_table(dialect, "settled", _SETTLEMENT)
     return (
@@ -369,7 +371,7 @@ def _settle_statement(dialect: str) -> ReturningUpdate[Any]:
         .where(
             jobs.c.id == batch.c.id,
             jobs.c.lease_token == batch.c.token,
-            state_in(_SETTLED_FROM),
+            state_of_found_rows_in(_SETTLED_FROM),
         )
         .values(_settled_values(batch))
         .returning(
@@ -409,25 +411,30 @@ async def record_progress(
 ) -> frozenset[str]:
     if not updates:
         return frozenset()
+    dialect = statements.dialect
+    parameters = progress_parameters(dialect, updates)
+    result = await statements.fetch(progress_statement(dialect), parameters)
+    return frozenset(row["id"] for row in result)
+
+
+def progress_parameters(dialect: str, updates: Sequence[ProgressUpdate]) -> dict[str, Any]:
+    """The bound values of `progress_statement(dialect)` for `updates`."""
     rows = [
         {"id": update.job_id, "token": update.token, "progress": progress_document(update.progress)}
         for update in updates
     ]
-    dialect = statements.dialect
-    batch = batch_parameters(dialect, "reported", _PROGRESS, rows)
-    result = await statements.fetch(_progress_statement(dialect), batch)
-    return frozenset(row["id"] for row in result)
+    return batch_parameters(dialect, "reported", _PROGRESS, rows)
 
 
 @cache
-def _progress_statement(dialect: str) -> ReturningUpdate[Any]:
+def progress_statement(dialect: str) -> ReturningUpdate[Any]:
     reported = batch_table(dialect, "reported", _PROGRESS)
     return (
         update(jobs)
         .where(
             jobs.c.id == reported.c.id,
             jobs.c.lease_token == reported.c.token,
-            state_in([_RUNNING]),
+            state_of_found_rows_in([_RUNNING]),
         )
         .values(progress=reported.c.progress)
         .returning(jobs.c.id)
