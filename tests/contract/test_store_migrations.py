@@ -137,6 +137,21 @@ async def test_the_unread_index_of_running_jobs_by_worker_is_dropped_and_the_dow
         await engine.dispose()
 
 
+async def test_the_index_of_a_tenants_jobs_by_id_is_dropped_and_the_downgrade_restores_it(
+    empty_url: str,
+) -> None:
+    await upgrade(empty_url)
+    engine = create_engine(empty_url)
+    try:
+        assert "ix_conveyor_jobs_listing" not in await _jobs_indexes(engine)
+        assert "ix_conveyor_jobs_listing_state" in await _jobs_indexes(engine)
+        async with engine.begin() as connection:
+            await connection.run_sync(_downgrade_to, "0004")
+        assert "ix_conveyor_jobs_listing" in await _jobs_indexes(engine)
+    finally:
+        await engine.dispose()
+
+
 async def _jobs_indexes(engine: AsyncEngine) -> set[str]:
     def names(connection: Connection) -> set[str]:
         return {str(index["name"]) for index in inspect(connection).get_indexes("conveyor_jobs")}

@@ -215,7 +215,6 @@ jobs = Table(
         postgresql_where=text("idempotency_key IS NOT NULL"),
         sqlite_where=text("idempotency_key IS NOT NULL"),
     ),
-    Index("ix_conveyor_jobs_listing", "tenant", "id"),
     Index("ix_conveyor_jobs_listing_state", "tenant", "state", "id"),
 )
 
