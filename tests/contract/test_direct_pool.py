@@ -67,6 +67,22 @@ async def backends(holder: asyncpg.Connection) -> int:
     return count
 
 
+async def blocked_statements(
+    pool: DirectPool, holder: asyncpg.Connection, count: int
+) -> list[asyncio.Task[object]]:
+    """`count` statements waiting for LOCK: the pool runs as many as it has room for (they
+    wait at the server), and the others wait for a connection."""
+    statements = [
+        asyncio.create_task(run(pool, "SELECT pg_advisory_lock_shared($1)::text", LOCK))
+        for _ in range(count)
+    ]
+    running = min(count, pool.size)
+    await eventually(
+        lambda: waiting_for_the_lock(holder, running), timeout=10, message="blocked statements"
+    )
+    return statements
+
+
 async def waiting_for_the_lock(holder: asyncpg.Connection, count: int) -> bool:
     waiting = await holder.fetchval(
         "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
@@ -77,11 +93,7 @@ async def waiting_for_the_lock(holder: asyncpg.Connection, count: int) -> bool:
 async def test_it_never_opens_more_connections_than_its_size(
     pool: DirectPool, holder: asyncpg.Connection
 ) -> None:
-    blocked = [
-        asyncio.create_task(run(pool, "SELECT pg_advisory_lock_shared($1)::text", LOCK))
-        for _ in range(5)
-    ]
-    await eventually(lambda: waiting_for_the_lock(holder, 2), timeout=10, message="2 blocked")
+    blocked = await blocked_statements(pool, holder, 5)
 
     assert pool.connections() == 2
     assert await backends(holder) == 2
@@ -94,11 +106,7 @@ async def test_it_never_opens_more_connections_than_its_size(
 async def test_a_caller_cancelled_while_waiting_leaves_the_pool_whole(
     pool: DirectPool, holder: asyncpg.Connection
 ) -> None:
-    blocked = [
-        asyncio.create_task(run(pool, "SELECT pg_advisory_lock_shared($1)::text", LOCK))
-        for _ in range(2)
-    ]
-    await eventually(lambda: waiting_for_the_lock(holder, 2), timeout=10, message="2 blocked")
+    blocked = await blocked_statements(pool, holder, 2)
     waiting = asyncio.create_task(pool.acquire())
     await eventually(lambda: _waiters_are(pool, 1), timeout=10, message="a caller waiting")
     waiting.cancel()
@@ -115,8 +123,7 @@ async def test_a_caller_cancelled_while_waiting_leaves_the_pool_whole(
 async def test_a_connection_cut_short_is_closed_not_handed_out_again(
     pool: DirectPool, holder: asyncpg.Connection
 ) -> None:
-    cut_short = asyncio.create_task(run(pool, "SELECT pg_advisory_lock_shared($1)::text", LOCK))
-    await eventually(lambda: waiting_for_the_lock(holder, 1), timeout=10, message="1 blocked")
+    [cut_short] = await blocked_statements(pool, holder, 1)
     cut_short.cancel()
     with pytest.raises(asyncio.CancelledError):
         await cut_short
