@@ -215,6 +215,22 @@ async def test_callers_waiting_when_the_pool_closes_are_told_so(
     await asyncio.wait_for(closing, timeout=10)
 
 
+async def test_terminate_closes_busy_connections_and_counts_each_once(
+    pool: DirectPool, holder: asyncpg.Connection
+) -> None:
+    busy = await pool.acquire()
+    await run(pool, "SELECT 1")
+
+    pool.terminate()
+    assert pool.connections() == 0
+    pool.release(busy)  # its statement's caller gives it back late
+
+    assert busy.is_closed()
+    assert pool.connections() == 0
+    with pytest.raises(PoolClosed):
+        await pool.acquire()
+
+
 async def test_a_failed_connection_attempt_frees_its_place(options: dict[str, object]) -> None:
     pool = DirectPool({**options, "port": 1}, size=1, prepare=_nothing_to_prepare)
     for _ in range(2):  # the second attempt finds the place free again: it fails the same way

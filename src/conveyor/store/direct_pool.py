@@ -96,7 +96,10 @@ class DirectPool:
     def release(self, connection: asyncpg.Connection, *, reusable: bool = True) -> None:
         """Give back a connection from `acquire`. `reusable=False`: its statement did not
         end normally, so it is closed instead of being handed out again."""
-        self._busy.discard(connection)
+        if connection not in self._busy:  # released after terminate(): already counted out
+            connection.terminate()
+            return
+        self._busy.remove(connection)
         stale = connection in self._stale
         self._stale.discard(connection)
         if not reusable or stale or connection.is_closed():
