@@ -59,7 +59,7 @@ def newest_first(
     range newest first and cut at `count`, and the at most `count` per state are merged:
     the rows read stay bounded by the page whatever the table holds. There is no index
     (tenant, id) to read them in one range: every update of a job (a claim, a settlement)
-    added an entry to it, the largest cost per job of a drain on PostgreSQL (migration
+    added an entry to it, two of the eight index entries a drained job cost (migration
     0005). Across every tenant the primary key is read newest first.
     """
     if job_filter.tenant is None:
