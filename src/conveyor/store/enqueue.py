@@ -82,23 +82,21 @@ async def insert_jobs(statements: Statements, submitted: Sequence[NewJob]) -> li
     dialect = statements.dialect
     ids = new_job_ids(len(submitted))
     if dialect == "postgresql":
-        if _all_alike(submitted):
+        alike = _all_alike(submitted)
+        if alike:
             parameters = batch_columns(
                 "submitted", _PER_JOB, {"id": ids, "args": [_plain(job.args) for job in submitted]}
             )
             parameters |= shared_parameters(
                 "submitted", _SHARED, _submitted_row(ids[0], submitted[0])
             )
-            parameters[_SHARD] = random_shard()
-            if submitted[0].idempotency_key is None:
-                return await _insert_alike_without_keys(statements, submitted, ids, parameters)
-            statement = _insert_counted_notified(alike=True)
         else:
             rows = map(_submitted_row, ids, submitted)
             parameters = batch_parameters(dialect, "submitted", _SUBMITTED, rows)
-            parameters[_SHARD] = random_shard()
-            statement = _insert_counted_notified(alike=False)
-        result = await statements.fetch(statement, parameters)
+        parameters[_SHARD] = random_shard()
+        if alike and submitted[0].idempotency_key is None:
+            return await _insert_alike_without_keys(statements, submitted, ids, parameters)
+        result = await statements.fetch(_insert_counted_notified(alike), parameters)
     else:
         rows = map(_submitted_row, ids, submitted)
         parameters = batch_parameters(dialect, "submitted", _SUBMITTED, rows)
