@@ -162,20 +162,38 @@ class RedisBroker:
         if limit <= 0:
             return []
         wanted = frozenset(queues)
-        popped = self._popped.take(wanted, limit)
-        complete = True
-        try:
-            if len(popped) < limit:
-                complete, fresh = await self._pop(wanted, limit - len(popped))
-                popped += fresh
-        except RedisUnreachable:
-            self._popped.keep(popped)  # claimed later, when Redis answers again
-            return await self._store.claim(
-                worker_id=worker_id, queues=queues, limit=limit, lease_seconds=lease_seconds
+        in_hand = self._popped.take(wanted, limit)
+        if not in_hand:
+            return await self._pop_and_claim(worker_id, wanted, limit, lease_seconds)
+        if len(in_hand) == limit:
+            return await self._claim_popped(worker_id, in_hand, lease_seconds)
+        # Ids in hand (a wait has just popped one): claim them at once and pop the rest
+        # meanwhile, so that a job reaching an idle worker waits for the store's round trip
+        # alone, not for a Redis one before it (~0.4 ms of idle latency).
+        results = await asyncio.gather(
+            self._claim_popped(worker_id, in_hand, lease_seconds),
+            self._pop_and_claim(worker_id, wanted, limit - len(in_hand), lease_seconds),
+            return_exceptions=True,
+        )
+        claims = [claim for result in results if isinstance(result, list) for claim in result]
+        failures = [result for result in results if isinstance(result, BaseException)]
+        if failures and (not claims or not isinstance(failures[0], Exception)):
+            raise failures[0]
+        if failures:  # what was claimed runs; the worker's next claim meets the fault again
+            log.warning(
+                "claimed %d jobs, but part of the claim failed: %s", len(claims), failures[0]
             )
-        except BaseException:  # the store (asked for paused queues) failed, or we stop
-            self._popped.keep(popped)
-            raise
+        return claims
+
+    async def _pop_and_claim(
+        self, worker_id: str, wanted: frozenset[str], limit: int, lease_seconds: float
+    ) -> list[Claim]:
+        try:
+            complete, popped = await self._pop(wanted, limit)
+        except RedisUnreachable:
+            return await self._store.claim(
+                worker_id=worker_id, queues=wanted, limit=limit, lease_seconds=lease_seconds
+            )
         claims = await self._claim_popped(worker_id, popped, lease_seconds)
         if len(claims) < limit and not complete:
             # Redis is known to lack ids (restarted empty, or missed some while away) and
@@ -183,7 +201,7 @@ class RedisBroker:
             # not, so that no job waits for the refill to reach it.
             claims += await self._store.claim(
                 worker_id=worker_id,
-                queues=queues,
+                queues=wanted,
                 limit=limit - len(claims),
                 lease_seconds=lease_seconds,
             )

@@ -172,6 +172,21 @@ async def test_a_waiter_wakes_when_a_job_is_announced_and_the_next_claim_takes_i
     assert ids(await claim(broker, ("b",))) == [job.id]
 
 
+async def test_a_claim_takes_the_id_a_wait_popped_and_tops_up_to_its_limit_from_redis(
+    broker: Broker, store: SqlJobStore, producer: RedisBroker, redis: Redis, redis_prefix: str
+) -> None:
+    waiter = await start_waiting(broker, ("a",))
+    popped = await submit(store, producer)
+    await asyncio.wait_for(waiter, DEADLINE)
+    queued = [await submit(store, producer) for _ in range(3)]
+
+    claims = await claim(broker, ("a",), limit=3)
+
+    assert ids(claims) == [popped.id, queued[0].id, queued[1].id]
+    assert all(item.job.state is JobState.RUNNING for item in claims)
+    assert await held_ids(redis, redis_prefix, "a") == [queued[2].id]
+
+
 async def test_an_id_popped_by_a_wait_is_put_back_when_the_broker_closes_unclaimed(
     store: SqlJobStore, producer: RedisBroker, redis: Redis, redis_url: str, redis_prefix: str
 ) -> None:
