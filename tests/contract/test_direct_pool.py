@@ -1,6 +1,6 @@
 """The direct path's connection pool, on a real PostgreSQL: it never opens more than its
 size, hands every released connection on, replaces dead ones, never reuses one whose
-statement was cut short, and closes cleanly."""
+statement was cut short, and closes cleanly; and transactions on it."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
+from sqlalchemy import Executable, text
 from sqlalchemy.engine import make_url
 
+from conveyor.store.direct import DirectConnections
 from conveyor.store.direct_pool import DirectPool, PoolClosed
 from conveyor.store.engine import asyncpg_connect_options
 from tests.waiting import eventually
@@ -243,3 +245,63 @@ async def test_a_failed_connection_attempt_frees_its_place(options: dict[str, ob
 def test_a_pool_without_room_is_refused() -> None:
     with pytest.raises(ValueError, match="at least one connection"):
         DirectPool({}, size=0, prepare=_nothing_to_prepare)
+
+
+# Transactions on the pool (DirectConnections.transaction) ----------------------------------
+
+
+@pytest.fixture
+async def connections(postgres_url: str) -> AsyncIterator[DirectConnections]:
+    connections = DirectConnections(make_url(postgres_url), size=2, connect_timeout=10)
+    yield connections
+    await connections.close()
+
+
+def marker(value: int) -> Executable:
+    return text("SELECT pg_advisory_xact_lock(:value) IS NULL AS answered").bindparams(value=value)
+
+
+async def xact_locks(holder: asyncpg.Connection) -> int:
+    count: int = await holder.fetchval(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid <> pg_backend_pid()"
+    )
+    return count
+
+
+async def test_a_transaction_commits_its_statements_at_the_end_of_the_block(
+    connections: DirectConnections, holder: asyncpg.Connection
+) -> None:
+    async with connections.transaction() as transaction:
+        sent = await transaction.send(marker(1))
+        assert [row["answered"] for row in await sent] == [False]
+        await transaction.execute(marker(2))
+        assert await xact_locks(holder) == 2  # held until the commit
+    assert await xact_locks(holder) == 0
+    assert connections.pool().connections() == 1  # given back, and reused next time
+    async with connections.transaction() as transaction:
+        await transaction.execute(marker(3))
+    assert connections.pool().connections() == 1
+
+
+async def send_twice(connections: DirectConnections) -> None:
+    async with connections.transaction() as transaction:
+        await transaction.send(marker(1))
+        await transaction.send(marker(2))
+
+
+async def send_and_never_await(connections: DirectConnections) -> None:
+    async with connections.transaction() as transaction:
+        await transaction.send(text("SELECT pg_sleep(0.05)"))
+
+
+async def test_one_statement_at_a_time_and_each_awaited_before_the_commit(
+    connections: DirectConnections, holder: asyncpg.Connection
+) -> None:
+    with pytest.raises(RuntimeError, match="still running"):
+        await send_twice(connections)
+    with pytest.raises(RuntimeError, match="never awaited"):
+        await send_and_never_await(connections)
+    assert await xact_locks(holder) == 0  # both rolled back
+    async with connections.transaction() as transaction:
+        await transaction.execute(marker(3))
+    assert connections.pool().connections() == 1  # the one connection, used all along

@@ -9,13 +9,15 @@ from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from conveyor.core.errors import IdempotencyConflict, JobNotFound
+from conveyor.core.errors import IdempotencyConflict, JobNotFound, StoreUnavailable
 from conveyor.core.job import JobState, NewJob
-from conveyor.ports import JobFilter
+from conveyor.ports import CounterEvent, JobFilter
+from conveyor.store.enqueue import CHUNK_JOBS
 from conveyor.store.sql import NOTIFY_CHANNEL, SqlJobStore
+from tests.waiting import eventually
 
 DEADLINE = 10.0
 
@@ -399,3 +401,118 @@ async def test_ready_jobs_wake_listeners_with_their_queue(
         assert notifications.empty()  # the scheduled job woke nobody; the batch woke once
     finally:
         await store.close()
+
+
+# Large batches: one statement per chunk, in one transaction (PostgreSQL) -----------------
+
+LARGE_BATCH = 2 * CHUNK_JOBS + 7  # three chunks, the last one short
+
+
+def alike_batch(count: int, queue: str = "batch") -> list[NewJob]:
+    """The shape of one enqueue_many call: the same task and options, each its own args."""
+    return [NewJob(task="t", queue=queue, args={"index": index}) for index in range(count)]
+
+
+async def test_a_batch_of_several_chunks_is_stored_whole_in_order_and_counted(
+    store: SqlJobStore,
+) -> None:
+    results = await store.enqueue_many(alike_batch(LARGE_BATCH))
+
+    assert [result.job.args["index"] for result in results] == list(range(LARGE_BATCH))
+    assert all(result.created and result.job.state is JobState.QUEUED for result in results)
+    assert len({result.job.id for result in results}) == LARGE_BATCH
+    assert await count_jobs(store) == LARGE_BATCH
+    assert (await store.metrics()).counters[(CounterEvent.ENQUEUED, "batch")] == LARGE_BATCH
+    for index in (0, CHUNK_JOBS - 1, CHUNK_JOBS, LARGE_BATCH - 1):  # each side of a chunk
+        assert await store.get(results[index].job.id) == results[index].job
+    claimed = await store.claim(
+        worker_id="w", queues=["batch"], limit=LARGE_BATCH, lease_seconds=30
+    )
+    assert [claim.job.args["index"] for claim in claimed] == list(range(LARGE_BATCH))
+
+
+@pytest.mark.postgres
+async def test_a_batch_of_several_chunks_wakes_listeners_once(
+    postgres_url: str, notifications: asyncio.Queue[str]
+) -> None:
+    store = await SqlJobStore.open(postgres_url)
+    try:
+        await store.enqueue_many(alike_batch(LARGE_BATCH))
+        async with asyncio.timeout(DEADLINE):
+            assert await notifications.get() == "batch"
+        await store.enqueue(NewJob(task="t", queue="marker"))
+        async with asyncio.timeout(DEADLINE):
+            assert await notifications.get() == "marker"  # nothing more came from the batch
+    finally:
+        await store.close()
+
+
+REFUSE_INDEX = 2 * CHUNK_JOBS + 1  # in the last chunk, sent after two others went through
+
+
+async def install_trigger(postgres_url: str, body: str) -> None:
+    """A trigger on inserted jobs: `body` runs for the job whose args.index is REFUSE_INDEX."""
+    connection = await asyncpg.connect(postgres_url)
+    try:
+        await connection.execute(
+            f"""
+            CREATE FUNCTION test_on_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF NEW.args->>'index' = '{REFUSE_INDEX}' THEN {body} END IF;
+                RETURN NEW;
+            END $$;
+            CREATE TRIGGER test_on_insert BEFORE INSERT ON conveyor_jobs
+                FOR EACH ROW EXECUTE FUNCTION test_on_insert();
+            """
+        )
+    finally:
+        await connection.close()
+
+
+@pytest.mark.postgres
+async def test_a_batch_refused_in_its_last_chunk_stores_nothing(postgres_url: str) -> None:
+    await install_trigger(postgres_url, "RAISE EXCEPTION 'refused by the test';")
+    store = await SqlJobStore.open(postgres_url)
+    try:
+        with pytest.raises(DBAPIError, match="refused by the test"):
+            await store.enqueue_many(alike_batch(LARGE_BATCH))
+
+        assert await count_jobs(store) == 0
+        assert (CounterEvent.ENQUEUED, "batch") not in (await store.metrics()).counters
+        # The connection went back to the pool usable: the next batches are stored.
+        stored = await store.enqueue_many(alike_batch(REFUSE_INDEX))
+        assert len(stored) == await count_jobs(store) == REFUSE_INDEX
+    finally:
+        await store.close()
+
+
+@pytest.mark.postgres
+async def test_a_batch_whose_connection_dies_midway_stores_nothing(postgres_url: str) -> None:
+    lock = 4242
+    await install_trigger(postgres_url, f"PERFORM pg_advisory_xact_lock({lock});")
+    holder = await asyncpg.connect(postgres_url)
+    store = await SqlJobStore.open(postgres_url)
+    try:
+        await holder.execute(f"SELECT pg_advisory_lock({lock})")  # the last chunk waits on it
+        inserting = asyncio.ensure_future(store.enqueue_many(alike_batch(LARGE_BATCH)))
+
+        async def waiting_backend() -> int | None:
+            pid: int | None = await holder.fetchval(
+                "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            return pid
+
+        pid = await eventually(waiting_backend, timeout=DEADLINE, message="the blocked chunk")
+        await holder.execute("SELECT pg_terminate_backend($1)", pid)
+
+        with pytest.raises(StoreUnavailable):
+            await asyncio.wait_for(inserting, DEADLINE)
+        await holder.execute(f"SELECT pg_advisory_unlock({lock})")
+        assert await count_jobs(store) == 0
+        assert len(await store.enqueue_many(alike_batch(LARGE_BATCH, queue="after"))) == (
+            LARGE_BATCH
+        )
+    finally:
+        await store.close()
+        await holder.close()

@@ -21,7 +21,8 @@ is not, and reports the failure rather than possibly storing a job twice.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -109,6 +110,32 @@ class DirectConnections:
             self._pool = DirectPool(self._options, size=self._size, prepare=_prepare_connection)
         return self._pool
 
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[DirectTransaction]:
+        """Statements in one transaction on one connection of the pool, committed when the
+        block ends and rolled back if it raises. Never run again: a connection lost on the
+        way raises, as for an enqueue (see the module's docstring)."""
+        pool = self.pool()
+        try:
+            connection = await pool.acquire()
+        except Exception as error:  # as SQLAlchemy counts it: no connection, no store
+            raise ConnectFailed(f"connecting failed: {error}") from error
+        reusable = False
+        try:
+            await connection.execute("BEGIN")
+            transaction = DirectTransaction(connection)
+            try:
+                yield transaction
+                transaction.check_answered()
+            except BaseException:
+                await transaction.wait_for_in_flight()  # the rollback waits for it
+                reusable = await _rolled_back(connection)
+                raise
+            await connection.execute("COMMIT")
+            reusable = True
+        finally:
+            pool.release(connection, reusable=reusable)
+
     async def close(self) -> None:
         pool, self._pool = self._pool, None
         if pool is None:
@@ -173,6 +200,78 @@ class DirectStatements:
         self, statement: Executable, parameters: Mapping[str, Any] | None = None
     ) -> None:
         await self.fetch(statement, parameters)
+
+
+class DirectTransaction:
+    """`SentStatements` inside a transaction of `DirectConnections.transaction`."""
+
+    dialect = "postgresql"
+
+    def __init__(self, connection: asyncpg.Connection) -> None:
+        self._connection = connection
+        self._in_flight: asyncio.Task[list[RowValues]] | None = None
+
+    async def send(
+        self, statement: Executable, parameters: Mapping[str, Any] | None = None
+    ) -> Awaitable[Sequence[RowValues]]:
+        if self._in_flight is not None and not self._in_flight.done():
+            raise RuntimeError("a statement is still running on this transaction")
+        compiled = compiled_for_asyncpg(statement)
+        arguments = compiled.arguments(parameters or {})
+        self._in_flight = asyncio.ensure_future(self._run(compiled, arguments))
+        # One turn of the loop: the task writes the statement to the socket (asyncpg does
+        # that before its first wait, for a statement it has prepared) and the server starts.
+        await asyncio.sleep(0)
+        return self._in_flight
+
+    async def fetch(
+        self, statement: Executable, parameters: Mapping[str, Any] | None = None
+    ) -> Sequence[RowValues]:
+        return await (await self.send(statement, parameters))
+
+    async def execute(
+        self, statement: Executable, parameters: Mapping[str, Any] | None = None
+    ) -> None:
+        await self.fetch(statement, parameters)
+
+    async def wait_for_in_flight(self) -> None:
+        """Let a statement sent and never awaited end (its error is its sender's concern)."""
+        if self._in_flight is not None:
+            await asyncio.wait([self._in_flight])
+            if not self._in_flight.cancelled():
+                self._in_flight.exception()  # retrieved: no "never retrieved" warning
+
+    def check_answered(self) -> None:
+        """Before the commit: the last statement sent must have been answered without an
+        error (PostgreSQL would end a failed transaction's COMMIT with a rollback)."""
+        if self._in_flight is None:
+            return
+        if not self._in_flight.done():
+            raise RuntimeError("a statement sent on this transaction was never awaited")
+        if not self._in_flight.cancelled() and self._in_flight.exception() is not None:
+            raise RuntimeError("a statement of this transaction failed") from (
+                self._in_flight.exception()
+            )
+
+    async def _run(self, compiled: Compiled, arguments: list[Any]) -> list[RowValues]:
+        try:
+            rows: list[RowValues] = await self._connection.fetch(compiled.sql, *arguments)
+            return rows
+        except (asyncpg.PostgresConnectionError, asyncpg.OperatorInterventionError):
+            raise  # the connection's end, not the statement's: the store is unavailable
+        except asyncpg.PostgresError as error:
+            raise _refused(error, compiled) from error
+
+
+async def _rolled_back(connection: asyncpg.Connection) -> bool:
+    """Roll back after a failure; whether the connection is fit to be used again."""
+    if connection.is_closed():
+        return False
+    try:
+        await connection.execute("ROLLBACK")
+    except Exception:  # the failure was the connection's: the caller raises the original
+        return False
+    return True
 
 
 def _refused(error: asyncpg.PostgresError, compiled: Compiled) -> DBAPIError:

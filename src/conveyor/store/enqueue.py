@@ -5,6 +5,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Mapping, Sequence
 from functools import cache
+from itertools import pairwise
 from typing import Any
 
 from sqlalchemy import (
@@ -42,7 +43,7 @@ from conveyor.store.ids import new_job_ids
 from conveyor.store.notify import returning_with_wake_ups
 from conveyor.store.rows import job_from_values
 from conveyor.store.schema import db_now, db_now_plus, jobs
-from conveyor.store.statements import RowValues, Statements
+from conveyor.store.statements import RowValues, SentStatements, Statements
 
 _SUBMITTED = {
     "id": Kind.TEXT,
@@ -66,6 +67,9 @@ _SHARED = {key: kind for key, kind in _SUBMITTED.items() if key not in _PER_JOB}
 _shared_of = operator.attrgetter(*_SHARED)  # a submitted job's shared fields, as a tuple
 
 _KEYS = {"tenant": Kind.TEXT, "idempotency_key": Kind.TEXT}
+
+CHUNK_JOBS = 250
+"""Jobs per statement when a large batch is inserted in chunks (see insert_in_chunks)."""
 _SHARD = "counter_shard"
 
 
@@ -123,9 +127,56 @@ async def _insert_alike_without_keys(
     instants (same options, one transaction's clock), so one row of the statement tells
     them all. A row per job cost the client more to decode than anything else it did
     for the job after building it."""
-    (summary,) = await statements.fetch(
-        _insert_counted_notified(alike=True, summarized=True), parameters
+    rows = await statements.fetch(_insert_counted_notified(alike=True, summarized=True), parameters)
+    return _created_alike(ids, submitted, rows)
+
+
+def in_chunks(submitted: Sequence[NewJob]) -> bool:
+    """Whether `insert_in_chunks` takes these jobs: more than a chunk, all alike (one
+    enqueue_many call), none with an idempotency key."""
+    return (
+        len(submitted) > CHUNK_JOBS
+        and submitted[0].idempotency_key is None
+        and _all_alike(submitted)
     )
+
+
+async def insert_in_chunks(
+    transaction: SentStatements, submitted: Sequence[NewJob]
+) -> list[Enqueued]:
+    """PostgreSQL: a large batch of alike jobs (see `in_chunks`) as one statement per
+    CHUNK_JOBS jobs in the caller's transaction, each sent before the client builds the
+    next one's parameters and the last one's jobs, so that the client's work per job and
+    the server's overlap on their two cores instead of adding up. Atomic as one statement
+    would be: the transaction commits all the chunks or none."""
+    ids = new_job_ids(len(submitted))
+    shared = shared_parameters("submitted", _SHARED, _submitted_row(ids[0], submitted[0]))
+    shared[_SHARD] = random_shard()
+    statement = _insert_counted_notified(alike=True, summarized=True)
+
+    def parameters(start: int) -> dict[str, Any]:
+        chunk = slice(start, start + CHUNK_JOBS)
+        args = [_plain(job.args) for job in submitted[chunk]]
+        return batch_columns("submitted", _PER_JOB, {"id": ids[chunk], "args": args}) | shared
+
+    starts = range(0, len(submitted), CHUNK_JOBS)
+    enqueued: list[Enqueued] = []
+    in_flight = await transaction.send(statement, parameters(0))
+    for previous, start in pairwise(starts):
+        upcoming = parameters(start)
+        rows = await in_flight
+        in_flight = await transaction.send(statement, upcoming)
+        chunk = slice(previous, start)
+        enqueued += _created_alike(ids[chunk], submitted[chunk], rows)
+    last = slice(starts[-1], None)
+    return enqueued + _created_alike(ids[last], submitted[last], await in_flight)
+
+
+def _created_alike(
+    ids: Sequence[str], submitted: Sequence[NewJob], rows: Sequence[RowValues]
+) -> list[Enqueued]:
+    """The jobs a summarized insert created, from its one row (see _insert_alike_without_keys)."""
+    (summary,) = rows
     if summary["created"] != len(submitted):
         raise RuntimeError(f"{summary['created']} jobs stored of {len(submitted)} submitted")
     return [

@@ -53,7 +53,7 @@ from conveyor.store.engine import (
     sqlite_file_connector,
     unavailable,
 )
-from conveyor.store.enqueue import insert_jobs
+from conveyor.store.enqueue import in_chunks, insert_in_chunks, insert_jobs
 from conveyor.store.leadership import leadership_for
 from conveyor.store.migrate import prepare_schema
 from conveyor.store.notify import NOTIFY_CHANNEL
@@ -160,6 +160,10 @@ class SqlJobStore:
         if any(job.idempotency_key is not None for job in jobs):
             async with self._writing() as connection:
                 return await insert_jobs(AlchemyStatements(connection), jobs)
+        if self._direct is not None and in_chunks(jobs):
+            with self._translated():
+                async with self._direct.transaction() as transaction:
+                    return await insert_in_chunks(transaction, jobs)
         return await self._single_write(partial(insert_jobs, submitted=jobs), repeatable=False)
 
     # workers -----------------------------------------------------------------------

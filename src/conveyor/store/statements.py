@@ -8,7 +8,7 @@ skips SQLAlchemy's execution layer and pool: a third of a millisecond a call.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any, Protocol
 
 from sqlalchemy import Executable
@@ -37,6 +37,18 @@ class Statements(Protocol):
         self, statement: Executable, parameters: Mapping[str, Any] | None = None
     ) -> None:
         """Run a statement that returns no rows."""
+        ...
+
+
+class SentStatements(Statements, Protocol):
+    """`Statements` in one transaction on one connection that can also start a statement
+    and return before its answer, so that the caller's work overlaps the server's."""
+
+    async def send(
+        self, statement: Executable, parameters: Mapping[str, Any] | None = None
+    ) -> Awaitable[Sequence[RowValues]]:
+        """Start `statement` now; await the result for its rows. One statement at a time:
+        await each result before sending the next."""
         ...
 
 
