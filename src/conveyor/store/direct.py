@@ -16,6 +16,11 @@ and it is run again once on a new connection. When the answer was simply lost, i
 been committed: calls whose repeat is harmless (claims, which an expired lease returns;
 renewals, settlements and progress, fenced by their lease tokens) are run again; an enqueue
 is not, and reports the failure rather than possibly storing a job twice.
+
+A large batch of jobs is the one exception to a statement per call: its chunks go in one
+transaction on one connection (`DirectConnections.transaction`), each statement sent before
+the client builds the next (see enqueue.py: insert_in_chunks). Such a transaction is never
+run again either.
 """
 
 from __future__ import annotations

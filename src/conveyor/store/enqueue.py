@@ -67,10 +67,10 @@ _SHARED = {key: kind for key, kind in _SUBMITTED.items() if key not in _PER_JOB}
 _shared_of = operator.attrgetter(*_SHARED)  # a submitted job's shared fields, as a tuple
 
 _KEYS = {"tenant": Kind.TEXT, "idempotency_key": Kind.TEXT}
+_SHARD = "counter_shard"
 
 CHUNK_JOBS = 250
 """Jobs per statement when a large batch is inserted in chunks (see insert_in_chunks)."""
-_SHARD = "counter_shard"
 
 
 async def insert_jobs(statements: Statements, submitted: Sequence[NewJob]) -> list[Enqueued]:
