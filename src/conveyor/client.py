@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Self
 
@@ -20,6 +20,7 @@ from conveyor.core.access import ApiKey, Principal, Role, digest_of, key_id_of, 
 from conveyor.core.errors import FieldError, InvalidSubmission, JobFailed, UnknownTask
 from conveyor.core.job import DEFAULT_TENANT, Job, JobState, JSONValue, NewJob
 from conveyor.ports import (
+    AlikeJobs,
     Broker,
     CancelNotice,
     Enqueued,
@@ -106,12 +107,15 @@ class Conveyor:
     async def enqueue_many(
         self,
         task: str,
-        args_list: Sequence[Mapping[str, Any]],
+        args_list: Iterable[Mapping[str, Any]],
         **options: Any,
     ) -> list[Job]:
-        """Submit many jobs of one task in one statement: all are accepted, or none."""
-        prepare = await self.preparer(task, SubmitOptions(**options))
-        return await self.submit([prepare(args) for args in args_list])
+        """Submit many jobs of one task at once: all are accepted, or none."""
+        submit_options = SubmitOptions(**options)
+        prepare = await self.preparer(task, submit_options)
+        keyed = submit_options.idempotency_key is not None
+        arguments = args_list if isinstance(args_list, Sequence) else list(args_list)
+        return await self.submit(AlikeJobs(prepare, arguments, keyed=keyed))
 
     async def submit(self, new_jobs: Sequence[NewJob]) -> list[Job]:
         """Store already prepared jobs (possibly of several tasks) atomically."""

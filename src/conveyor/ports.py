@@ -6,18 +6,75 @@ the implementations. One behaviour suite (tests/contract) runs against every bac
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Collection,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, overload
 
 from conveyor.core.access import ApiKey
 from conveyor.core.job import DEFAULT_TENANT, Job, JobState, JSONValue, NewJob, Progress
 from conveyor.core.outcome import Outcome
 
 # Where a method takes `tenant`, None means every tenant: only admin callers pass it.
+
+
+class AlikeJobs(Sequence[NewJob]):
+    """The jobs of one `enqueue_many` call: one task, one set of options, a job for each
+    mapping of arguments, each built (its arguments validated) when first read, in order.
+
+    A store that writes them chunk by chunk builds each chunk while the server stores the
+    one before; a job that fails to build raises there, and the store keeps nothing. A
+    store that needs them all first reads them all first (`list(jobs)`)."""
+
+    def __init__(
+        self,
+        build: Callable[[Mapping[str, Any]], NewJob],
+        args_list: Sequence[Mapping[str, Any]],
+        *,
+        keyed: bool,
+    ) -> None:
+        self._build = build
+        self._args_list = args_list
+        self._built: list[NewJob] = []
+        self.keyed = keyed
+        """Whether the jobs carry an idempotency key (the options' key, the same for all)."""
+
+    def __len__(self) -> int:
+        return len(self._args_list)
+
+    @overload
+    def __getitem__(self, index: int) -> NewJob: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[NewJob]: ...
+
+    def __getitem__(self, index: int | slice) -> NewJob | Sequence[NewJob]:
+        positions = range(len(self))[index]  # IndexError as a list would raise it
+        if isinstance(positions, range):
+            if positions:
+                self._build_through(max(positions[0], positions[-1]))
+            return self._built[index]
+        self._build_through(positions)
+        return self._built[positions]
+
+    def __iter__(self) -> Iterator[NewJob]:
+        self._build_through(len(self) - 1)
+        return iter(self._built)
+
+    def _build_through(self, position: int) -> None:
+        built = self._built
+        while len(built) <= position:
+            built.append(self._build(self._args_list[len(built)]))
 
 
 @dataclass(frozen=True, slots=True)

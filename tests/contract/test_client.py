@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import datetime
+from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -25,6 +26,7 @@ from conveyor.brokers.redis import RedisBroker
 from conveyor.config import Settings, load_settings
 from conveyor.ports import JobFilter
 from conveyor.runtime.worker import Worker
+from conveyor.store.enqueue import CHUNK_JOBS
 from tests.backends import ON_EVERY_BROKER, Deployment
 
 FAST = {
@@ -81,6 +83,10 @@ async def stop_worker(worker: Worker, running: asyncio.Task[None]) -> None:
 
 async def count_jobs(app: Conveyor) -> int:
     return len((await app.list_jobs(JobFilter(), limit=500)).items)
+
+
+async def total_jobs(app: Conveyor) -> int:
+    return sum((await app.counts()).by_state.values())
 
 
 @ON_EVERY_BROKER
@@ -206,6 +212,27 @@ async def test_enqueue_many_stores_every_job_or_none(app: Conveyor) -> None:
     with pytest.raises(InvalidArguments):
         await app.enqueue_many("math.square_sum", [{"numbers": [3]}, {"numbers": "x"}])
     assert await count_jobs(app) == 2
+
+
+@ON_EVERY_BROKER
+async def test_a_large_enqueue_many_stores_every_job_in_order_or_none(app: Conveyor) -> None:
+    # Large enough to go in several chunks on PostgreSQL, each validated as it goes.
+    count = 3 * CHUNK_JOBS + 1
+    jobs = await app.enqueue_many("math.square_sum", [{"numbers": [n]} for n in range(count)])
+    assert [job.args for job in jobs] == [{"numbers": [float(n)]} for n in range(count)]
+    assert await total_jobs(app) == count
+
+    refused: list[dict[str, Any]] = [{"numbers": [n]} for n in range(count)]
+    refused[-1] = {"numbers": "x"}  # in the last chunk: the ones before were sent already
+    with pytest.raises(InvalidArguments):
+        await app.enqueue_many("math.square_sum", refused)
+    assert await total_jobs(app) == count
+
+
+@ON_EVERY_BROKER
+async def test_enqueue_many_takes_arguments_from_any_iterable(app: Conveyor) -> None:
+    jobs = await app.enqueue_many("math.square_sum", ({"numbers": [n]} for n in range(3)))
+    assert [job.args for job in jobs] == [{"numbers": [float(n)]} for n in range(3)]
 
 
 @ON_EVERY_BROKER

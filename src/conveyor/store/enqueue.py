@@ -27,7 +27,7 @@ from sqlalchemy import (
 
 from conveyor.core.errors import IdempotencyConflict
 from conveyor.core.job import Job, JobState, NewJob
-from conveyor.ports import CounterEvent, Enqueued
+from conveyor.ports import AlikeJobs, CounterEvent, Enqueued
 from conveyor.store.counters import Tally, added_to_counters, random_shard, record
 from conveyor.store.expressions import (
     Kind,
@@ -133,12 +133,13 @@ async def _insert_alike_without_keys(
 
 def in_chunks(submitted: Sequence[NewJob]) -> bool:
     """Whether `insert_in_chunks` takes these jobs: more than a chunk, all alike (one
-    enqueue_many call), none with an idempotency key."""
-    return (
-        len(submitted) > CHUNK_JOBS
-        and submitted[0].idempotency_key is None
-        and _all_alike(submitted)
-    )
+    enqueue_many call), none with an idempotency key. AlikeJobs are alike by making, and
+    are not built to be compared."""
+    if len(submitted) <= CHUNK_JOBS:
+        return False
+    if isinstance(submitted, AlikeJobs):
+        return not submitted.keyed
+    return submitted[0].idempotency_key is None and _all_alike(submitted)
 
 
 async def insert_in_chunks(
@@ -146,9 +147,10 @@ async def insert_in_chunks(
 ) -> list[Enqueued]:
     """PostgreSQL: a large batch of alike jobs (see `in_chunks`) as one statement per
     CHUNK_JOBS jobs in the caller's transaction, each sent before the client builds the
-    next one's parameters and the last one's jobs, so that the client's work per job and
-    the server's overlap on their two cores instead of adding up. Atomic as one statement
-    would be: the transaction commits all the chunks or none."""
+    next chunk (AlikeJobs: validates its arguments), its parameters and the last chunk's
+    jobs, so that the client's work per job and the server's overlap on their two cores
+    instead of adding up. Atomic as one statement would be: the transaction commits all
+    the chunks or none, and a job that fails to build rolls back the ones before it."""
     ids = new_job_ids(len(submitted))
     shared = shared_parameters("submitted", _SHARED, _submitted_row(ids[0], submitted[0]))
     shared[_SHARD] = random_shard()

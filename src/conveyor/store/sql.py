@@ -155,15 +155,17 @@ class SqlJobStore:
         return await self._insert(jobs)
 
     async def _insert(self, jobs: Sequence[NewJob]) -> list[Enqueued]:
+        if self._direct is not None and in_chunks(jobs):
+            # A large batch, built chunk by chunk as the chunks go (AlikeJobs).
+            with self._translated():
+                async with self._direct.transaction() as transaction:
+                    return await insert_in_chunks(transaction, jobs)
+        jobs = list(jobs)  # every job built (and validated) before the database sees one
         # Without idempotency keys an insert is one statement (see insert_jobs). With keys,
         # a conflict found after the insert must roll it back: that takes a transaction.
         if any(job.idempotency_key is not None for job in jobs):
             async with self._writing() as connection:
                 return await insert_jobs(AlchemyStatements(connection), jobs)
-        if self._direct is not None and in_chunks(jobs):
-            with self._translated():
-                async with self._direct.transaction() as transaction:
-                    return await insert_in_chunks(transaction, jobs)
         return await self._single_write(partial(insert_jobs, submitted=jobs), repeatable=False)
 
     # workers -----------------------------------------------------------------------
