@@ -61,9 +61,12 @@ class AlikeJobs(Sequence[NewJob]):
     def __getitem__(self, index: int | slice) -> NewJob | Sequence[NewJob]:
         positions = range(len(self))[index]  # IndexError as a list would raise it
         if isinstance(positions, range):
-            if positions:
-                self._build_through(max(positions[0], positions[-1]))
-            return self._built[index]
+            if not positions:
+                return []
+            self._build_through(max(positions[0], positions[-1]))
+            if positions.step == 1:  # start and stop are positions now, never negative
+                return self._built[positions.start : positions.stop]
+            return [self._built[position] for position in positions]
         self._build_through(positions)
         return self._built[positions]
 

@@ -46,6 +46,8 @@ def test_it_reads_as_a_list_would() -> None:
     builder = Builder()
     jobs = jobs_of(5, builder)
 
+    assert [job.args["index"] for job in jobs[-3:-1]] == [2, 3]  # before the last is built
+    assert builder.built == [0, 1, 2, 3]
     assert jobs[-1].args == {"index": 4}
     assert [job.args["index"] for job in jobs[8:]] == []
     assert [job.args["index"] for job in jobs[::-2]] == [4, 2, 0]
