@@ -403,7 +403,7 @@ async def test_ready_jobs_wake_listeners_with_their_queue(
         await store.close()
 
 
-# Large batches: one statement per chunk, in one transaction (PostgreSQL) -----------------
+# Large batches (on PostgreSQL: a statement per chunk, in one transaction) ---------------
 
 LARGE_BATCH = 2 * CHUNK_JOBS + 7  # three chunks, the last one short
 
