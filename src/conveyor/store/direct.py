@@ -121,10 +121,7 @@ class DirectConnections:
         block ends and rolled back if it raises. Never run again: a connection lost on the
         way raises, as for an enqueue (see the module's docstring)."""
         pool = self.pool()
-        try:
-            connection = await pool.acquire()
-        except Exception as error:  # as SQLAlchemy counts it: no connection, no store
-            raise ConnectFailed(f"connecting failed: {error}") from error
+        connection = await _acquire(pool)
         reusable = False
         try:
             await connection.execute("BEGIN")
@@ -168,10 +165,7 @@ class DirectStatements:
         arguments = compiled.arguments(parameters or {})
         pool = self._connections.pool()
         for attempt in (1, 2):
-            try:
-                connection = await pool.acquire()
-            except Exception as error:  # as SQLAlchemy counts it: no connection, no store
-                raise ConnectFailed(f"connecting failed: {error}") from error
+            connection = await _acquire(pool)
             reusable = False  # unless the statement ends with an answer from the server
             try:
                 rows: list[RowValues] = await connection.fetch(compiled.sql, *arguments)
@@ -266,6 +260,13 @@ class DirectTransaction:
             raise  # the connection's end, not the statement's: the store is unavailable
         except asyncpg.PostgresError as error:
             raise _refused(error, compiled) from error
+
+
+async def _acquire(pool: DirectPool) -> asyncpg.Connection:
+    try:
+        return await pool.acquire()
+    except Exception as error:  # as SQLAlchemy counts it: no connection, no store
+        raise ConnectFailed(f"connecting failed: {error}") from error
 
 
 async def _rolled_back(connection: asyncpg.Connection) -> bool:

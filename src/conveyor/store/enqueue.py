@@ -88,12 +88,7 @@ async def insert_jobs(statements: Statements, submitted: Sequence[NewJob]) -> li
     if dialect == "postgresql":
         alike = _all_alike(submitted)
         if alike:
-            parameters = batch_columns(
-                "submitted", _PER_JOB, {"id": ids, "args": [_plain(job.args) for job in submitted]}
-            )
-            parameters |= shared_parameters(
-                "submitted", _SHARED, _submitted_row(ids[0], submitted[0])
-            )
+            parameters = _per_job_columns(ids, submitted) | _shared_fields(ids[0], submitted[0])
         else:
             rows = map(_submitted_row, ids, submitted)
             parameters = batch_parameters(dialect, "submitted", _SUBMITTED, rows)
@@ -152,14 +147,13 @@ async def insert_in_chunks(
     instead of adding up. Atomic as one statement would be: the transaction commits all
     the chunks or none, and a job that fails to build rolls back the ones before it."""
     ids = new_job_ids(len(submitted))
-    shared = shared_parameters("submitted", _SHARED, _submitted_row(ids[0], submitted[0]))
+    shared = _shared_fields(ids[0], submitted[0])
     shared[_SHARD] = random_shard()
     statement = _insert_counted_notified(alike=True, summarized=True)
 
     def parameters(start: int) -> dict[str, Any]:
         chunk = slice(start, start + CHUNK_JOBS)
-        args = [_plain(job.args) for job in submitted[chunk]]
-        return batch_columns("submitted", _PER_JOB, {"id": ids[chunk], "args": args}) | shared
+        return _per_job_columns(ids[chunk], submitted[chunk]) | shared
 
     starts = range(0, len(submitted), CHUNK_JOBS)
     enqueued: list[Enqueued] = []
@@ -172,6 +166,17 @@ async def insert_in_chunks(
         enqueued += _created_alike(ids[chunk], submitted[chunk], rows)
     last = slice(starts[-1], None)
     return enqueued + _created_alike(ids[last], submitted[last], await in_flight)
+
+
+def _per_job_columns(ids: list[str], submitted: Sequence[NewJob]) -> dict[str, Any]:
+    """The fields in which jobs alike differ (see _all_alike), as one column each."""
+    args = [_plain(job.args) for job in submitted]
+    return batch_columns("submitted", _PER_JOB, {"id": ids, "args": args})
+
+
+def _shared_fields(job_id: str, job: NewJob) -> dict[str, Any]:
+    """The fields jobs alike share, bound once for the batch (those of `job`)."""
+    return shared_parameters("submitted", _SHARED, _submitted_row(job_id, job))
 
 
 def _created_alike(
