@@ -24,6 +24,7 @@ from sqlalchemy import (
     select,
     true,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 
 from conveyor.core.errors import IdempotencyConflict
 from conveyor.core.job import Job, JobState, NewJob
@@ -41,7 +42,7 @@ from conveyor.store.expressions import (
 )
 from conveyor.store.ids import new_job_ids
 from conveyor.store.notify import returning_with_wake_ups
-from conveyor.store.rows import job_from_values
+from conveyor.store.rows import job_from_values, job_state
 from conveyor.store.schema import db_now, db_now_plus, jobs
 from conveyor.store.statements import RowValues, SentStatements, Statements
 
@@ -85,6 +86,8 @@ async def insert_jobs(statements: Statements, submitted: Sequence[NewJob]) -> li
         return []
     dialect = statements.dialect
     ids = new_job_ids(len(submitted))
+    if dialect == "postgresql" and len(submitted) == 1 and submitted[0].idempotency_key is None:
+        return await _insert_one(statements, ids[0], submitted[0])
     if dialect == "postgresql":
         alike = _all_alike(submitted)
         if alike:
@@ -124,6 +127,16 @@ async def _insert_alike_without_keys(
     for the job after building it."""
     rows = await statements.fetch(_insert_counted_notified(alike=True, summarized=True), parameters)
     return _created_alike(ids, submitted, rows)
+
+
+async def _insert_one(statements: Statements, job_id: str, job: NewJob) -> list[Enqueued]:
+    """PostgreSQL, one job without an idempotency key (the commonest submission): every
+    field bound as a value of its own, inserted with VALUES. Unpacking arrays of one
+    element, and summarizing one row, cost the server more than the rest of the insert."""
+    parameters = shared_parameters("submitted", _SUBMITTED, _submitted_row(job_id, job))
+    parameters[_SHARD] = random_shard()
+    (row,) = await statements.fetch(_insert_one_counted_notified(), parameters)
+    return [Enqueued(_stored_job(job_id, job, row), True)]
 
 
 def in_chunks(submitted: Sequence[NewJob]) -> bool:
@@ -203,7 +216,7 @@ def _stored_job(job_id: str, submitted: NewJob, row: RowValues) -> Job:
         id=job_id,
         task=submitted.task,
         queue=submitted.queue,
-        state=JobState(row["state"]),
+        state=job_state(row["state"]),
         priority=submitted.priority,
         args=submitted.args,
         attempt=0,
@@ -267,25 +280,49 @@ def _insert_statement(dialect: str, alike: bool = False) -> Insert:
         # SQLite needs a WHERE here to tell the SELECT from the ON CONFLICT that follows.
         .where(true()),
     )
+    return _with_conflicts_and_returning(statement)
+
+
+def _with_conflicts_and_returning(statement: postgresql.Insert | sqlite.Insert) -> Insert:
+    """An insert of jobs that skips known idempotency keys and returns what the database
+    decided; the rest of each job is what was submitted (_stored_job)."""
     statement = statement.on_conflict_do_nothing(
         index_elements=[jobs.c.tenant, jobs.c.idempotency_key],
         index_where=jobs.c.idempotency_key.is_not(None),
     )
-    # What the database decides; the rest of the job is what was submitted (_stored_job).
     return statement.returning(
         jobs.c.id, jobs.c.queue, jobs.c.state, jobs.c.run_at, jobs.c.created_at
     )
 
 
 @cache
+def _insert_one_statement() -> Insert:
+    """PostgreSQL: `_insert_statement` for one job, its fields bound as `shared_field`s."""
+    fields = {key: shared_field("submitted", key, kind) for key, kind in _SUBMITTED.items()}
+    return _with_conflicts_and_returning(
+        dialect_insert("postgresql", jobs).values(_job_values(fields))
+    )
+
+
+@cache
+def _insert_one_counted_notified() -> Select[Any]:
+    return _counted_notified(_insert_one_statement())
+
+
+@cache
 def _insert_counted_notified(alike: bool, summarized: bool = False) -> Select[Any]:
+    """`_counted_notified` for a batch of jobs (see `_insert_statement`)."""
+    return _counted_notified(_insert_statement("postgresql", alike), summarized=summarized)
+
+
+def _counted_notified(insert: Insert, *, summarized: bool = False) -> Select[Any]:
     """PostgreSQL: the insert, its `enqueued` counts and its wake-ups in one statement, so
     that a submission costs one round trip (five as separate statements in a transaction).
 
     `summarized`: one row for all the inserted jobs (how many, and the state and instants
     the first of them got) instead of a row per job.
     """
-    inserted = _insert_statement("postgresql", alike).cte("inserted")
+    inserted = insert.cte("inserted")
     per_queue = (
         select(
             literal(CounterEvent.ENQUEUED.value).label("name"),
