@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -167,6 +168,8 @@ def _option_problems(options: SubmitOptions) -> list[FieldError]:
     return problems
 
 
+# The characters str.isspace() calls whitespace (the pattern engine shares its table).
+_WHITESPACE = re.compile(r"\s")
 _NAME_RULE = f"must be a non-empty string of at most {MAX_NAME_LENGTH} characters, no whitespace"
 
 
@@ -181,7 +184,7 @@ def is_name(value: object) -> bool:
     return (
         isinstance(value, str)
         and 0 < len(value) <= MAX_NAME_LENGTH
-        and not any(character.isspace() for character in value)
+        and _WHITESPACE.search(value) is None
         and not json_problems(value, ())
     )
 

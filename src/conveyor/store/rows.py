@@ -14,6 +14,14 @@ from conveyor.core.errors import FieldError, InvalidSubmission
 from conveyor.core.job import ErrorInfo, Job, JobState, Progress
 from conveyor.store.statements import RowValues
 
+_STATES = {state.value: state for state in JobState}
+
+
+def job_state(value: str) -> JobState:
+    """The state stored as `value`. Calling JobState(value) cost several times a lookup,
+    once for every job a claim or a bulk enqueue returns."""
+    return _STATES[value]
+
 
 def job_from_row(row: Row[Any]) -> Job:
     return job_from_values(row._mapping)
@@ -25,7 +33,7 @@ def job_from_values(values: RowValues) -> Job:
         id=values["id"],
         task=values["task"],
         queue=values["queue"],
-        state=JobState(values["state"]),
+        state=job_state(values["state"]),
         priority=values["priority"],
         args=values["args"],
         attempt=values["attempt"],
