@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from conveyor.core.job import JobState, NewJob, Progress
-from conveyor.core.outcome import Completed
+from conveyor.core.job import ErrorInfo, JobState, NewJob, Progress
+from conveyor.core.outcome import Completed, Retrying
 from conveyor.ports import Claim, ProgressUpdate, Settlement
 from conveyor.store import claims
 from conveyor.store.direct import compiled_for_asyncpg
@@ -54,6 +54,25 @@ async def test_claim_records_the_attempt_token_worker_and_start(store: SqlJobSto
     assert job.started_at is not None
     assert job.started_at >= queued.created_at
     assert len(claimed.token) >= 16
+    assert await store.get(job.id) == job
+
+
+async def test_a_claimed_retry_is_the_stored_job_with_its_history(store: SqlJobStore) -> None:
+    # The claim returns only the columns a job is made of: everything a second attempt
+    # carries (arguments, tags, key, the first attempt's error and progress) must be there.
+    submitted = NewJob(task="t", args={"n": [1, 2.5]}, tags=("a", "b"), idempotency_key="k1")
+    queued = (await store.enqueue(submitted)).job
+    [first] = await claim(store)
+    await store.record_progress([ProgressUpdate(queued.id, first.token, Progress(40.0, "half"))])
+    failure = ErrorInfo(type="ValueError", message="boom", traceback="tb", attempt=1)
+    await store.settle([Settlement(queued.id, first.token, Retrying(failure, delay=0))])
+    assert await promoted_count(store) == 1
+
+    [second] = await claim(store)
+
+    job = second.job
+    assert (job.attempt, job.errors, job.progress) == (2, (failure,), Progress(40.0, "half"))
+    assert (job.args, job.tags, job.idempotency_key) == ({"n": [1, 2.5]}, ("a", "b"), "k1")
     assert await store.get(job.id) == job
 
 

@@ -51,7 +51,7 @@ from conveyor.store.expressions import (
 )
 from conveyor.store.ids import new_lease_token
 from conveyor.store.notify import returning_with_wake_ups
-from conveyor.store.rows import error_document, job_from_values, progress_document
+from conveyor.store.rows import JOB_COLUMNS, error_document, job_from_values, progress_document
 from conveyor.store.schema import db_now, db_now_plus, jobs, queues
 from conveyor.store.statements import RowValues, Statements
 
@@ -246,7 +246,7 @@ def _claiming(chosen: ColumnElement[bool]) -> ReturningUpdate[Any]:
             started_at=db_now(),
             cancel_requested=false(),
         )
-        .returning(*jobs.c)
+        .returning(*JOB_COLUMNS)
     )
 
 

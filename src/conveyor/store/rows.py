@@ -12,6 +12,7 @@ from sqlalchemy import Row
 
 from conveyor.core.errors import FieldError, InvalidSubmission
 from conveyor.core.job import ErrorInfo, Job, JobState, Progress
+from conveyor.store.schema import jobs
 from conveyor.store.statements import RowValues
 
 _STATES = {state.value: state for state in JobState}
@@ -21,6 +22,15 @@ def job_state(value: str) -> JobState:
     """The state stored as `value`. Calling JobState(value) cost several times a lookup,
     once for every job a claim or a bulk enqueue returns."""
     return _STATES[value]
+
+
+JOB_COLUMNS = tuple(
+    column
+    for column in jobs.c
+    if column.name not in {"lease_token", "lease_expires_at", "fingerprint"}
+)
+"""The columns of the jobs table that `job_from_values` reads: a statement that returns jobs
+made from its rows (a claim: up to a worker's free slots at once) returns these alone."""
 
 
 def job_from_row(row: Row[Any]) -> Job:
@@ -45,13 +55,19 @@ def job_from_values(values: RowValues) -> Job:
         finished_at=values["finished_at"],
         progress=progress_from_document(values["progress"]),
         result=values["result"],
-        errors=tuple(error_from_document(entry) for entry in values["errors"] or ()),
+        errors=_errors(values["errors"]),
         idempotency_key=values["idempotency_key"],
         tags=tuple(values["tags"] or ()),
         worker=values["worker_id"],
         tenant=values["tenant"],
         cancel_requested=bool(values["cancel_requested"]),
     )
+
+
+def _errors(documents: list[Mapping[str, Any]] | None) -> tuple[ErrorInfo, ...]:
+    if not documents:  # most jobs: nothing failed yet
+        return ()
+    return tuple(map(error_from_document, documents))
 
 
 def progress_document(progress: Progress) -> dict[str, Any]:
